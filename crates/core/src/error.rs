@@ -1,0 +1,179 @@
+//! The closed classification of every error the gateway answers.
+//!
+//! Each failure is classified once, by who is at fault (the client, the upstream, or the
+//! gateway itself). The HTTP status, the OpenAI error `type`, the `code` in the body and the
+//! `error_type` metric label are all derived from that one value, so they cannot disagree.
+
+/// Who caused a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Client,
+    Upstream,
+    Gateway,
+}
+
+/// Every kind of error the gateway answers; the `error_type` label of `mcp_server_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorType {
+    InvalidRequest,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    ModelNotFound,
+    NotFound,
+    MethodNotAllowed,
+    UpstreamClientError,
+    UpstreamRateLimited,
+    UpstreamServerError,
+    UpstreamUnavailable,
+    UpstreamTimeout,
+    UpstreamMalformed,
+    StreamInterrupted,
+    Internal,
+}
+
+impl ErrorType {
+    pub const ALL: [ErrorType; 14] = [
+        ErrorType::InvalidRequest,
+        ErrorType::UnsupportedMediaType,
+        ErrorType::PayloadTooLarge,
+        ErrorType::ModelNotFound,
+        ErrorType::NotFound,
+        ErrorType::MethodNotAllowed,
+        ErrorType::UpstreamClientError,
+        ErrorType::UpstreamRateLimited,
+        ErrorType::UpstreamServerError,
+        ErrorType::UpstreamUnavailable,
+        ErrorType::UpstreamTimeout,
+        ErrorType::UpstreamMalformed,
+        ErrorType::StreamInterrupted,
+        ErrorType::Internal,
+    ];
+
+    /// The metric label value, also sent as the error's `code`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::InvalidRequest => "invalid_request",
+            ErrorType::UnsupportedMediaType => "unsupported_media_type",
+            ErrorType::PayloadTooLarge => "payload_too_large",
+            ErrorType::ModelNotFound => "model_not_found",
+            ErrorType::NotFound => "not_found",
+            ErrorType::MethodNotAllowed => "method_not_allowed",
+            ErrorType::UpstreamClientError => "upstream_client_error",
+            ErrorType::UpstreamRateLimited => "upstream_rate_limited",
+            ErrorType::UpstreamServerError => "upstream_server_error",
+            ErrorType::UpstreamUnavailable => "upstream_unavailable",
+            ErrorType::UpstreamTimeout => "upstream_timeout",
+            ErrorType::UpstreamMalformed => "upstream_malformed",
+            ErrorType::StreamInterrupted => "stream_interrupted",
+            ErrorType::Internal => "internal",
+        }
+    }
+
+    pub const fn fault(self) -> Fault {
+        match self {
+            ErrorType::InvalidRequest
+            | ErrorType::UnsupportedMediaType
+            | ErrorType::PayloadTooLarge
+            | ErrorType::ModelNotFound
+            | ErrorType::NotFound
+            | ErrorType::MethodNotAllowed
+            | ErrorType::UpstreamClientError => Fault::Client,
+            ErrorType::UpstreamRateLimited
+            | ErrorType::UpstreamServerError
+            | ErrorType::UpstreamUnavailable
+            | ErrorType::UpstreamTimeout
+            | ErrorType::UpstreamMalformed
+            | ErrorType::StreamInterrupted => Fault::Upstream,
+            ErrorType::Internal => Fault::Gateway,
+        }
+    }
+
+    /// The status the gateway answers with when it produces this error itself.
+    /// Upstream client errors keep the upstream's own status; 400 is the fallback.
+    pub const fn status(self) -> u16 {
+        match self {
+            ErrorType::InvalidRequest | ErrorType::UpstreamClientError => 400,
+            ErrorType::UnsupportedMediaType => 415,
+            ErrorType::PayloadTooLarge => 413,
+            ErrorType::ModelNotFound | ErrorType::NotFound => 404,
+            ErrorType::MethodNotAllowed => 405,
+            ErrorType::UpstreamRateLimited => 429,
+            ErrorType::UpstreamServerError
+            | ErrorType::UpstreamUnavailable
+            | ErrorType::UpstreamMalformed
+            | ErrorType::StreamInterrupted => 502,
+            ErrorType::UpstreamTimeout => 504,
+            ErrorType::Internal => 500,
+        }
+    }
+
+    /// The OpenAI error `type` for the body.
+    pub const fn openai_type(self) -> &'static str {
+        match self {
+            ErrorType::ModelNotFound | ErrorType::NotFound => "not_found_error",
+            ErrorType::UpstreamRateLimited => "rate_limit_error",
+            _ => match self.fault() {
+                Fault::Client => "invalid_request_error",
+                Fault::Upstream => "upstream_error",
+                Fault::Gateway => "server_error",
+            },
+        }
+    }
+
+    /// Classifies a status code the gateway did not produce itself (a framework error).
+    pub const fn from_status(status: u16) -> ErrorType {
+        match status {
+            404 => ErrorType::NotFound,
+            405 => ErrorType::MethodNotAllowed,
+            413 => ErrorType::PayloadTooLarge,
+            415 => ErrorType::UnsupportedMediaType,
+            400..=499 => ErrorType::InvalidRequest,
+            _ => ErrorType::Internal,
+        }
+    }
+
+    /// Position in [`ErrorType::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_unique_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for e in ErrorType::ALL {
+            let s = e.as_str();
+            assert!(s.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{s}");
+            assert!(seen.insert(s), "duplicate label {s}");
+        }
+    }
+
+    #[test]
+    fn index_matches_position_in_all() {
+        for (i, e) in ErrorType::ALL.iter().enumerate() {
+            assert_eq!(e.index(), i);
+        }
+    }
+
+    #[test]
+    fn upstream_faults_answer_with_gateway_statuses_and_client_faults_with_4xx() {
+        for e in ErrorType::ALL {
+            match e.fault() {
+                Fault::Client => assert!((400..500).contains(&e.status()), "{e:?}"),
+                Fault::Upstream => assert!(e.status() == 429 || e.status() >= 502, "{e:?}"),
+                Fault::Gateway => assert_eq!(e.status(), 500),
+            }
+        }
+    }
+
+    #[test]
+    fn framework_statuses_map_to_the_closed_set() {
+        assert_eq!(ErrorType::from_status(413), ErrorType::PayloadTooLarge);
+        assert_eq!(ErrorType::from_status(418), ErrorType::InvalidRequest);
+        assert_eq!(ErrorType::from_status(503), ErrorType::Internal);
+    }
+}

@@ -1,0 +1,17 @@
+//! The gateway's vocabulary, shared by the proxy and its tools: which endpoints exist, how an
+//! error is classified, which models are known, what the metric families are, how the
+//! OpenAI wire format is read, and the client that talks to an upstream provider.
+//!
+//! This crate knows nothing about serving HTTP; only `mcp-proxy` and the service binaries do.
+
+pub mod endpoint;
+pub mod error;
+pub mod metrics;
+pub mod models;
+pub mod openai;
+pub mod sse;
+pub mod upstream;
+
+pub use endpoint::Endpoint;
+pub use error::{ErrorType, Fault};
+pub use models::{ModelCatalog, ModelId, ModelSpec, Pricing};

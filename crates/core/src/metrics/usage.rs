@@ -1,0 +1,112 @@
+//! Tokens and their cost, as reported by the upstream's `usage`.
+
+use prometheus::{CounterVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+use super::{Indexed, LabelSets, NAMESPACE, TOKEN_BUCKETS, label_values, registered};
+use crate::openai::Usage;
+use crate::upstream::UpstreamId;
+use crate::{Endpoint, ModelId, Pricing};
+
+const PROMPT: usize = 0;
+const COMPLETION: usize = 1;
+
+/// Token and cost families.
+#[derive(Debug)]
+pub struct UsageMetrics {
+    tokens: Indexed<IntCounterVec, 3>,
+    request_tokens: Indexed<HistogramVec, 2>,
+    cost: Indexed<CounterVec, 2>,
+    missing: Indexed<IntCounterVec, 2>,
+}
+
+impl UsageMetrics {
+    pub fn register(registry: &Registry, sets: &LabelSets) -> Result<Self, prometheus::Error> {
+        let types = label_values(["prompt", "completion"]);
+        let tokens = registered(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "token_usage_total",
+                    "Tokens reported by the upstream's usage.",
+                )
+                .namespace(NAMESPACE),
+                &["model", "type", "upstream"],
+            )?,
+        )?;
+        let request_tokens = registered(
+            registry,
+            HistogramVec::new(
+                HistogramOpts::new("request_tokens", "Tokens per request, by token type.")
+                    .namespace(NAMESPACE)
+                    .buckets(TOKEN_BUCKETS.to_vec()),
+                &["model", "type"],
+            )?,
+        )?;
+        let cost = registered(
+            registry,
+            CounterVec::new(
+                Opts::new(
+                    "cost_usd_total",
+                    "Cost in US dollars of the tokens used, from the configured price table.",
+                )
+                .namespace(NAMESPACE),
+                &["model", "upstream"],
+            )?,
+        )?;
+        let missing = registered(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "usage_missing_total",
+                    "Successful answers that carried no usage, so their tokens are not counted.",
+                )
+                .namespace(NAMESPACE),
+                &["endpoint", "upstream"],
+            )?,
+        )?;
+        Ok(Self {
+            tokens: Indexed::new(
+                tokens,
+                [sets.models.clone(), types.clone(), sets.upstreams.clone()],
+            ),
+            request_tokens: Indexed::new(request_tokens, [sets.models.clone(), types]),
+            cost: Indexed::new(cost, [sets.models.clone(), sets.upstreams.clone()]),
+            missing: Indexed::new(
+                missing,
+                [
+                    label_values(Endpoint::ALL.map(Endpoint::route)),
+                    sets.upstreams.clone(),
+                ],
+            ),
+        })
+    }
+
+    /// Accounts one request's usage. Embeddings report no completion tokens, and nothing is
+    /// observed for a token type the upstream did not report.
+    pub fn record(
+        &self,
+        model: ModelId,
+        upstream: UpstreamId,
+        usage: &Usage,
+        pricing: Option<&Pricing>,
+    ) {
+        let (m, u) = (model.index(), upstream.index());
+        for (kind, count) in [
+            (PROMPT, usage.prompt_tokens),
+            (COMPLETION, usage.completion_tokens),
+        ] {
+            if let Some(count) = count {
+                self.tokens.at([m, kind, u]).inc_by(count);
+                self.request_tokens.at([m, kind]).observe(count as f64);
+            }
+        }
+        if let Some(pricing) = pricing {
+            let cost = pricing.cost_usd(usage.prompt(), usage.completion());
+            self.cost.at([m, u]).inc_by(cost);
+        }
+    }
+
+    pub fn record_missing(&self, endpoint: Endpoint, upstream: UpstreamId) {
+        self.missing.at([endpoint.index(), upstream.index()]).inc();
+    }
+}

@@ -1,0 +1,217 @@
+//! The configured model list: which models the gateway accepts, the bounded `model` label
+//! each request is counted under, and the price table that turns tokens into dollars.
+//!
+//! A model outside the list is either refused (when a list is configured) or forwarded and
+//! counted as `other` (when none is), so a client can never create a new metric series.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+/// The label value for any model that is not in the configured list.
+pub const OTHER_MODEL: &str = "other";
+
+/// One configured model.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// The model name clients send and the upstream receives, e.g. `gpt-4o-mini`.
+    pub id: String,
+    /// What a million tokens cost; models without a price are not counted in the cost family.
+    #[serde(default)]
+    pub pricing: Option<Pricing>,
+}
+
+/// US dollars per million tokens, by token type.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pricing {
+    pub prompt_usd_per_million: f64,
+    pub completion_usd_per_million: f64,
+}
+
+impl Pricing {
+    /// The cost in US dollars of one request's tokens.
+    pub fn cost_usd(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
+        (prompt_tokens as f64 * self.prompt_usd_per_million
+            + completion_tokens as f64 * self.completion_usd_per_million)
+            / 1_000_000.0
+    }
+}
+
+/// Index of a model's label in [`ModelCatalog::labels`]; the last index is `other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ModelId(u16);
+
+impl ModelId {
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// A configured model list that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CatalogError {
+    #[error("models[{0}].id is empty")]
+    EmptyId(usize),
+    #[error("models[{index}].id `{id}` is listed twice")]
+    Duplicate { index: usize, id: String },
+    #[error("models[{0}].id `other` is reserved for models outside the list")]
+    Reserved(usize),
+    #[error("models[{index}].pricing for `{id}` must be finite and not negative")]
+    BadPrice { index: usize, id: String },
+    #[error("at most {max} models can be configured")]
+    TooMany { max: usize },
+}
+
+/// The configured models, resolved once at start-up.
+#[derive(Debug, Clone)]
+pub struct ModelCatalog {
+    specs: Vec<ModelSpec>,
+    /// The ids in configuration order, then `other`.
+    labels: Vec<String>,
+    by_id: HashMap<String, ModelId>,
+}
+
+impl ModelCatalog {
+    /// Keeps label sets (models x other label values) comfortably small.
+    pub const MAX_MODELS: usize = 256;
+
+    pub fn new(specs: Vec<ModelSpec>) -> Result<Self, CatalogError> {
+        if specs.len() > Self::MAX_MODELS {
+            return Err(CatalogError::TooMany {
+                max: Self::MAX_MODELS,
+            });
+        }
+        let mut by_id = HashMap::with_capacity(specs.len());
+        for (index, spec) in specs.iter().enumerate() {
+            if spec.id.trim().is_empty() {
+                return Err(CatalogError::EmptyId(index));
+            }
+            if spec.id == OTHER_MODEL {
+                return Err(CatalogError::Reserved(index));
+            }
+            if let Some(p) = spec.pricing {
+                let ok = |v: f64| v.is_finite() && v >= 0.0;
+                if !ok(p.prompt_usd_per_million) || !ok(p.completion_usd_per_million) {
+                    return Err(CatalogError::BadPrice {
+                        index,
+                        id: spec.id.clone(),
+                    });
+                }
+            }
+            let id = ModelId(u16::try_from(index).expect("bounded by MAX_MODELS"));
+            if by_id.insert(spec.id.clone(), id).is_some() {
+                return Err(CatalogError::Duplicate {
+                    index,
+                    id: spec.id.clone(),
+                });
+            }
+        }
+        let labels = specs
+            .iter()
+            .map(|s| s.id.clone())
+            .chain(std::iter::once(OTHER_MODEL.to_owned()))
+            .collect();
+        Ok(Self {
+            specs,
+            labels,
+            by_id,
+        })
+    }
+
+    /// Whether any model name is accepted (no list configured).
+    pub fn is_open(&self) -> bool {
+        self.specs.is_empty()
+    }
+
+    /// The label a requested model is counted under, or `None` when a list is configured and
+    /// the model is not on it (the request is then refused).
+    pub fn resolve(&self, requested: &str) -> Option<ModelId> {
+        match self.by_id.get(requested) {
+            Some(id) => Some(*id),
+            None if self.is_open() => Some(self.other()),
+            None => None,
+        }
+    }
+
+    /// The `other` label's id.
+    pub fn other(&self) -> ModelId {
+        ModelId(u16::try_from(self.specs.len()).expect("bounded by MAX_MODELS"))
+    }
+
+    pub fn label(&self, id: ModelId) -> &str {
+        &self.labels[id.index()]
+    }
+
+    /// Every label value, `other` last.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    pub fn pricing(&self, id: ModelId) -> Option<&Pricing> {
+        self.specs.get(id.index()).and_then(|s| s.pricing.as_ref())
+    }
+
+    pub fn specs(&self) -> &[ModelSpec] {
+        &self.specs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(id: &str) -> ModelSpec {
+        ModelSpec {
+            id: id.into(),
+            pricing: None,
+        }
+    }
+
+    #[test]
+    fn a_configured_list_refuses_unknown_models() {
+        let c = ModelCatalog::new(vec![spec("a"), spec("b")]).unwrap();
+        assert_eq!(c.resolve("b").map(|id| c.label(id)), Some("b"));
+        assert_eq!(c.resolve("c"), None);
+        assert_eq!(c.labels(), ["a", "b", "other"]);
+    }
+
+    #[test]
+    fn an_empty_list_accepts_every_model_as_other() {
+        let c = ModelCatalog::new(vec![]).unwrap();
+        let id = c.resolve("anything").unwrap();
+        assert_eq!(c.label(id), "other");
+    }
+
+    #[test]
+    fn duplicates_reserved_names_and_bad_prices_are_refused() {
+        assert!(matches!(
+            ModelCatalog::new(vec![spec("a"), spec("a")]),
+            Err(CatalogError::Duplicate { index: 1, .. })
+        ));
+        assert_eq!(
+            ModelCatalog::new(vec![spec("other")]).unwrap_err(),
+            CatalogError::Reserved(0)
+        );
+        let mut priced = spec("p");
+        priced.pricing = Some(Pricing {
+            prompt_usd_per_million: -1.0,
+            completion_usd_per_million: 1.0,
+        });
+        assert!(matches!(
+            ModelCatalog::new(vec![priced]),
+            Err(CatalogError::BadPrice { .. })
+        ));
+    }
+
+    #[test]
+    fn cost_is_priced_per_million_tokens() {
+        let p = Pricing {
+            prompt_usd_per_million: 0.15,
+            completion_usd_per_million: 0.6,
+        };
+        let cost = p.cost_usd(1_000, 500);
+        assert!((cost - 0.00045).abs() < 1e-12, "{cost}");
+    }
+}

@@ -1,0 +1,267 @@
+//! The parts of OpenAI's wire format the gateway reads or writes.
+//!
+//! Request and response bodies are forwarded as bytes. The gateway only *peeks* at them: the
+//! structs here name the few fields it needs and let serde skip the rest without building a
+//! JSON tree, so reading `usage` from a body costs one validating scan and no allocation.
+
+use std::borrow::Cow;
+
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+
+/// The fields of a client request the gateway routes on.
+#[derive(Debug, Default, Deserialize)]
+pub struct RequestPeek<'a> {
+    #[serde(borrow, default)]
+    pub model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    #[serde(default)]
+    pub stream_options: Option<StreamOptionsPeek>,
+}
+
+/// `stream_options` as far as usage reporting goes; other options are forwarded untouched.
+#[derive(Debug, Default, Deserialize)]
+pub struct StreamOptionsPeek {
+    #[serde(default)]
+    pub include_usage: Option<bool>,
+}
+
+impl RequestPeek<'_> {
+    pub fn is_stream(&self) -> bool {
+        self.stream == Some(true)
+    }
+
+    /// Whether the client asked for the usage chunk at the end of a stream.
+    pub fn wants_stream_usage(&self) -> bool {
+        self.stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false)
+    }
+}
+
+/// Token counts as the upstream reports them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: Option<u64>,
+    #[serde(default)]
+    pub completion_tokens: Option<u64>,
+}
+
+impl Usage {
+    pub fn prompt(&self) -> u64 {
+        self.prompt_tokens.unwrap_or(0)
+    }
+
+    pub fn completion(&self) -> u64 {
+        self.completion_tokens.unwrap_or(0)
+    }
+}
+
+#[derive(Deserialize)]
+struct UsagePeek {
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+/// Validates a complete JSON response body and returns its top-level `usage`, if any.
+///
+/// A body that is not JSON is an error: the upstream claimed success but sent something
+/// the client could not read either.
+pub fn read_usage(body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
+    serde_json::from_slice::<UsagePeek>(body).map(|p| p.usage)
+}
+
+/// What one streamed chunk (`data:` payload) says, as far as accounting goes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkSummary {
+    /// The chunk carries generated output (text, content, a tool call, a refusal).
+    pub has_content: bool,
+    /// The chunk's `choices` array is present and empty: a usage-only chunk.
+    pub no_choices: bool,
+    pub usage: Option<Usage>,
+    /// The upstream reported an error inside the stream.
+    pub is_error: bool,
+}
+
+#[derive(Deserialize)]
+struct ChunkPeek<'a> {
+    #[serde(borrow, default)]
+    choices: Option<Vec<ChoicePeek<'a>>>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default)]
+    error: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct ChoicePeek<'a> {
+    #[serde(borrow, default)]
+    delta: Option<DeltaPeek<'a>>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct DeltaPeek<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<IgnoredAny>,
+    #[serde(default)]
+    function_call: Option<IgnoredAny>,
+}
+
+/// Reads one streamed chunk's JSON payload.
+pub fn summarize_chunk(data: &[u8]) -> Result<ChunkSummary, serde_json::Error> {
+    let peek: ChunkPeek<'_> = serde_json::from_slice(data)?;
+    let non_empty = |s: &Option<Cow<'_, str>>| s.as_deref().is_some_and(|s| !s.is_empty());
+    let has_content = peek.choices.iter().flatten().any(|c| {
+        non_empty(&c.text)
+            || c.delta.as_ref().is_some_and(|d| {
+                non_empty(&d.content)
+                    || non_empty(&d.refusal)
+                    || d.tool_calls.is_some()
+                    || d.function_call.is_some()
+            })
+    });
+    Ok(ChunkSummary {
+        has_content,
+        no_choices: peek.choices.as_ref().is_some_and(Vec::is_empty),
+        usage: peek.usage,
+        is_error: peek.error.is_some(),
+    })
+}
+
+/// OpenAI's error envelope: `{"error":{"message","type","param","code"}}`.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorObject<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorObject<'a> {
+    pub message: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub param: Option<&'a str>,
+    pub code: Option<&'a str>,
+}
+
+impl<'a> ErrorBody<'a> {
+    pub fn new(message: &'a str, kind: &'a str, param: Option<&'a str>, code: &'a str) -> Self {
+        Self {
+            error: ErrorObject {
+                message,
+                kind,
+                param,
+                code: Some(code),
+            },
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a struct of strings always serialises")
+    }
+}
+
+/// `GET /v1/models`: OpenAI's list shape.
+#[derive(Debug, Serialize)]
+pub struct ModelList<'a> {
+    pub object: &'static str,
+    pub data: Vec<ModelObject<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ModelObject<'a> {
+    pub id: &'a str,
+    pub object: &'static str,
+    pub created: u64,
+    pub owned_by: &'a str,
+}
+
+impl<'a> ModelList<'a> {
+    pub fn new(ids: impl IntoIterator<Item = &'a str>, owned_by: &'a str, created: u64) -> Self {
+        Self {
+            object: "list",
+            data: ids
+                .into_iter()
+                .map(|id| ModelObject {
+                    id,
+                    object: "model",
+                    created,
+                    owned_by,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_peek_reads_model_and_stream_and_ignores_the_rest() {
+        let body = br#"{"messages":[{"role":"user","content":"hi \"there\""}],"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true,"x":1}}"#;
+        let p: RequestPeek<'_> = serde_json::from_slice(body).unwrap();
+        assert_eq!(p.model.as_deref(), Some("gpt-4o-mini"));
+        assert!(p.is_stream());
+        assert!(p.wants_stream_usage());
+    }
+
+    #[test]
+    fn request_peek_rejects_a_model_that_is_not_a_string() {
+        let err = serde_json::from_slice::<RequestPeek<'_>>(br#"{"model":42}"#).unwrap_err();
+        assert!(err.to_string().contains("expected"), "{err}");
+    }
+
+    #[test]
+    fn usage_is_read_from_the_top_level_only() {
+        let body = br#"{"choices":[{"message":{"content":"\"usage\": {\"prompt_tokens\": 99}"}}],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10,"prompt_tokens_details":{"cached_tokens":0}}}"#;
+        let u = read_usage(body).unwrap().unwrap();
+        assert_eq!((u.prompt(), u.completion()), (7, 3));
+    }
+
+    #[test]
+    fn embeddings_usage_has_no_completion_tokens() {
+        let body = br#"{"object":"list","data":[{"embedding":[0.1,-2e-3]}],"usage":{"prompt_tokens":5,"total_tokens":5}}"#;
+        let u = read_usage(body).unwrap().unwrap();
+        assert_eq!((u.prompt(), u.completion()), (5, 0));
+    }
+
+    #[test]
+    fn a_truncated_body_is_an_error_and_a_body_without_usage_is_none() {
+        assert!(read_usage(br#"{"id":"chatcmpl-1","choices":[{"#).is_err());
+        assert_eq!(read_usage(br#"{"id":"x","usage":null}"#).unwrap(), None);
+    }
+
+    #[test]
+    fn chunk_summary_tells_content_from_role_only_and_usage_only_chunks() {
+        let role = br#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#;
+        let text = br#"{"choices":[{"index":0,"delta":{"content":"Hel"}}],"usage":null}"#;
+        let tool = br#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0}]}}]}"#;
+        let legacy = br#"{"choices":[{"text":"lo","index":0}]}"#;
+        let usage = br#"{"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":2}}"#;
+        assert!(!summarize_chunk(role).unwrap().has_content);
+        assert!(summarize_chunk(text).unwrap().has_content);
+        assert!(summarize_chunk(tool).unwrap().has_content);
+        assert!(summarize_chunk(legacy).unwrap().has_content);
+        let u = summarize_chunk(usage).unwrap();
+        assert!(u.no_choices && !u.has_content);
+        assert_eq!(u.usage.unwrap().completion(), 2);
+    }
+
+    #[test]
+    fn error_body_has_openai_shape() {
+        let json = ErrorBody::new("bad", "invalid_request_error", Some("model"), "x").to_json();
+        assert_eq!(
+            json,
+            r#"{"error":{"message":"bad","type":"invalid_request_error","param":"model","code":"x"}}"#
+        );
+    }
+}

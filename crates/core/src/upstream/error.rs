@@ -1,0 +1,60 @@
+//! Why an upstream attempt failed, classified so that the metric outcome and the client's
+//! error follow from one value.
+
+use crate::ErrorType;
+use crate::upstream::Outcome;
+
+/// A failed upstream attempt (an answer with an error status is not one: it is relayed).
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("the upstream did not answer in time")]
+    Timeout,
+    #[error("could not reach the upstream")]
+    Connect(#[source] reqwest::Error),
+    #[error("the upstream connection broke while the answer was read")]
+    Interrupted(#[source] reqwest::Error),
+    #[error("the upstream answered {0}")]
+    Status(u16),
+}
+
+impl UpstreamError {
+    pub(crate) fn from_send(e: reqwest::Error) -> Self {
+        if e.is_timeout() {
+            UpstreamError::Timeout
+        } else {
+            // Refused, reset before the headers, DNS or TLS failures: the upstream was not
+            // reached in a usable way.
+            UpstreamError::Connect(e)
+        }
+    }
+
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            UpstreamError::Timeout => Outcome::Timeout,
+            UpstreamError::Connect(_) => Outcome::ConnectError,
+            UpstreamError::Interrupted(_) => Outcome::StreamInterrupted,
+            UpstreamError::Status(s) => Outcome::from_status(*s),
+        }
+    }
+
+    pub fn error_type(&self) -> ErrorType {
+        match self {
+            UpstreamError::Timeout => ErrorType::UpstreamTimeout,
+            UpstreamError::Connect(_) | UpstreamError::Interrupted(_) => {
+                ErrorType::UpstreamUnavailable
+            }
+            UpstreamError::Status(_) => ErrorType::UpstreamServerError,
+        }
+    }
+}
+
+/// An upstream configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("upstream base_url is not usable: {0}")]
+    BaseUrl(&'static str),
+    #[error("the upstream API key contains characters that cannot be sent in a header")]
+    ApiKey,
+    #[error("could not build the HTTP client")]
+    Client(#[source] reqwest::Error),
+}

@@ -1,0 +1,290 @@
+//! The client side of the gateway: one pooled HTTP client per upstream provider, the
+//! classification of each attempt's result, and the upstream's health as the gateway sees it.
+//!
+//! The proxy talks to upstreams only through [`UpstreamClient`] and [`UpstreamResponse`], so
+//! the HTTP client underneath can change without touching the relay.
+
+mod error;
+mod health;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, USER_AGENT};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::time::{Instant, timeout_at};
+use url::Url;
+
+pub use error::{BuildError, UpstreamError};
+pub use health::UpstreamHealth;
+
+use crate::Endpoint;
+
+/// Index of an upstream in the configured list; also its label index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UpstreamId(u16);
+
+impl UpstreamId {
+    pub fn new(index: usize) -> Self {
+        Self(u16::try_from(index).expect("fewer than 65536 upstreams"))
+    }
+
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// How one upstream attempt ended; the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    ClientError,
+    RateLimited,
+    ServerError,
+    Timeout,
+    ConnectError,
+    Malformed,
+    StreamInterrupted,
+    Cancelled,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 9] = [
+        Outcome::Success,
+        Outcome::ClientError,
+        Outcome::RateLimited,
+        Outcome::ServerError,
+        Outcome::Timeout,
+        Outcome::ConnectError,
+        Outcome::Malformed,
+        Outcome::StreamInterrupted,
+        Outcome::Cancelled,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::ClientError => "client_error",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::ServerError => "server_error",
+            Outcome::Timeout => "timeout",
+            Outcome::ConnectError => "connect_error",
+            Outcome::Malformed => "malformed",
+            Outcome::StreamInterrupted => "stream_interrupted",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+
+    /// The outcome of an attempt that got an answer with this status.
+    pub const fn from_status(status: u16) -> Outcome {
+        match status {
+            200..=399 => Outcome::Success,
+            429 => Outcome::RateLimited,
+            400..=499 => Outcome::ClientError,
+            _ => Outcome::ServerError,
+        }
+    }
+
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Everything needed to build a client for one upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamOptions {
+    /// The `upstream` label value.
+    pub name: String,
+    /// The OpenAI-compatible API root, e.g. `https://api.openai.com/v1`.
+    pub base_url: Url,
+    pub api_key: Option<SecretString>,
+    pub connect_timeout: Duration,
+    /// The whole exchange for a plain answer; until the response headers for a stream.
+    pub request_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+    /// Consecutive failed attempts after which the upstream is considered down.
+    pub unhealthy_after: u32,
+}
+
+/// A pooled client for one upstream. Cheap to share: clone the `Arc` it lives in.
+#[derive(Debug)]
+pub struct UpstreamClient {
+    id: UpstreamId,
+    name: Arc<str>,
+    http: reqwest::Client,
+    base_url: Url,
+    urls: [Url; 3],
+    models_url: Url,
+    /// `Bearer <key>`, marked sensitive so that it is never printed.
+    authorization: Option<HeaderValue>,
+    request_timeout: Duration,
+    health: UpstreamHealth,
+}
+
+impl UpstreamClient {
+    pub fn new(
+        id: UpstreamId,
+        options: UpstreamOptions,
+        health: UpstreamHealth,
+    ) -> Result<Self, BuildError> {
+        let base = options.base_url;
+        if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
+            return Err(BuildError::BaseUrl("it must be an http or https URL"));
+        }
+        if !base.username().is_empty() || base.password().is_some() {
+            return Err(BuildError::BaseUrl(
+                "it must not carry credentials; put the key in the API key variable",
+            ));
+        }
+        // `join` replaces the last segment unless the base ends in `/`.
+        let mut root = base.clone();
+        if !root.path().ends_with('/') {
+            root.set_path(&format!("{}/", root.path()));
+        }
+        let join = |path: &str| {
+            root.join(path)
+                .map_err(|_| BuildError::BaseUrl("it cannot be joined with an endpoint path"))
+        };
+        let urls = [
+            join(Endpoint::ChatCompletions.upstream_path())?,
+            join(Endpoint::Completions.upstream_path())?,
+            join(Endpoint::Embeddings.upstream_path())?,
+        ];
+        let models_url = join("models")?;
+        let authorization = match &options.api_key {
+            Some(key) => {
+                let mut value = HeaderValue::try_from(format!("Bearer {}", key.expose_secret()))
+                    .map_err(|_| BuildError::ApiKey)?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .pool_idle_timeout(options.pool_idle_timeout)
+            .pool_max_idle_per_host(options.pool_max_idle_per_host)
+            .tcp_nodelay(true)
+            // The gateway relays what it gets; following redirects would hide them.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(BuildError::Client)?;
+        Ok(Self {
+            id,
+            name: options.name.into(),
+            http,
+            base_url: base,
+            urls,
+            models_url,
+            authorization,
+            request_timeout: options.request_timeout,
+            health,
+        })
+    }
+
+    pub fn id(&self) -> UpstreamId {
+        self.id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
+    pub fn health(&self) -> &UpstreamHealth {
+        &self.health
+    }
+
+    /// The deadline for an attempt that starts now.
+    pub fn deadline(&self) -> Instant {
+        Instant::now() + self.request_timeout
+    }
+
+    /// Sends one attempt and waits for the response headers, at most until `deadline`.
+    pub async fn send(
+        &self,
+        endpoint: Endpoint,
+        body: Bytes,
+        deadline: Instant,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let request = self
+            .authorize(self.http.post(self.urls[endpoint.index()].clone()))
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(body);
+        match timeout_at(deadline, request.send()).await {
+            Err(_) => Err(UpstreamError::Timeout),
+            Ok(Err(e)) => Err(UpstreamError::from_send(e)),
+            Ok(Ok(inner)) => Ok(UpstreamResponse { inner }),
+        }
+    }
+
+    /// Asks the upstream for its model list, to learn whether it is reachable. Any answer
+    /// below 500 means it is (a 401 still proves the server is there).
+    pub async fn probe(&self, timeout: Duration) -> Result<(), UpstreamError> {
+        let request = self.authorize(self.http.get(self.models_url.clone()));
+        match timeout_at(Instant::now() + timeout, request.send()).await {
+            Err(_) => Err(UpstreamError::Timeout),
+            Ok(Err(e)) => Err(UpstreamError::from_send(e)),
+            Ok(Ok(r)) if r.status().is_server_error() => {
+                Err(UpstreamError::Status(r.status().as_u16()))
+            }
+            Ok(Ok(_)) => Ok(()),
+        }
+    }
+
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let request = request.header(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        match &self.authorization {
+            Some(value) => request.header(AUTHORIZATION, value.clone()),
+            None => request,
+        }
+    }
+}
+
+const USER_AGENT_VALUE: &str = concat!("mcp-server/", env!("CARGO_PKG_VERSION"));
+
+/// An upstream's answer whose headers have arrived and whose body has not been read.
+#[derive(Debug)]
+pub struct UpstreamResponse {
+    inner: reqwest::Response,
+}
+
+impl UpstreamResponse {
+    pub fn status(&self) -> u16 {
+        self.inner.status().as_u16()
+    }
+
+    pub fn headers(&self) -> &HeaderMap {
+        self.inner.headers()
+    }
+
+    /// Whether the upstream answered with a Server-Sent Events stream.
+    pub fn is_event_stream(&self) -> bool {
+        self.headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
+    }
+
+    /// Reads the whole body, at most until `deadline`.
+    pub async fn body(self, deadline: Instant) -> Result<Bytes, UpstreamError> {
+        match timeout_at(deadline, self.inner.bytes()).await {
+            Err(_) => Err(UpstreamError::Timeout),
+            Ok(Err(e)) => Err(UpstreamError::Interrupted(e)),
+            Ok(Ok(body)) => Ok(body),
+        }
+    }
+
+    /// The body as it arrives, chunk by chunk. Dropping the stream closes the connection.
+    pub fn into_chunks(self) -> impl Stream<Item = Result<Bytes, UpstreamError>> + Unpin {
+        self.inner
+            .bytes_stream()
+            .map(|r| r.map_err(UpstreamError::Interrupted))
+    }
+}
