@@ -1,0 +1,191 @@
+//! Errors in OpenAI's shape, `{"error":{"message","type","param","code"}}`: the mock's own
+//! rejections (bad request, bad key, unknown path) and the injected `error_rate` faults.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use actix_web::{HttpResponse, ResponseError};
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::fixtures;
+use crate::ratelimit::REMAINING_REQUESTS;
+
+/// One error answer.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{status}: {message}")]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+    kind: &'static str,
+    param: Option<String>,
+    code: Option<&'static str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            kind,
+            param: None,
+            code: None,
+        }
+    }
+
+    /// A 400 `invalid_request_error`, naming the parameter at fault when there is one.
+    pub(crate) fn invalid_request(message: impl Into<String>, param: Option<&str>) -> Self {
+        Self {
+            param: param.map(str::to_owned),
+            ..Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+        }
+    }
+
+    /// A required parameter is absent, in OpenAI's words.
+    pub(crate) fn missing_param(param: &str) -> Self {
+        Self::invalid_request(
+            format!("Missing required parameter: '{param}'."),
+            Some(param),
+        )
+    }
+
+    /// A parameter has the wrong type or value, in OpenAI's words.
+    pub(crate) fn invalid_param(param: &str, expected: &str) -> Self {
+        Self::invalid_request(
+            format!("Invalid value for '{param}': expected {expected}."),
+            Some(param),
+        )
+    }
+
+    /// A 401 for a missing or wrong key. The key itself is never echoed.
+    pub(crate) fn invalid_api_key(provided: bool) -> Self {
+        let message = if provided {
+            "Incorrect API key provided."
+        } else {
+            "You didn't provide an API key. You need to provide your API key in an \
+             Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+        };
+        Self {
+            code: Some("invalid_api_key"),
+            ..Self::new(StatusCode::UNAUTHORIZED, "invalid_request_error", message)
+        }
+    }
+
+    /// A path (or method) the mock does not serve, in OpenAI's words.
+    pub(crate) fn unknown_url(method: &str, path: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("Invalid URL ({method} {path})"),
+        )
+    }
+
+    /// The `error_rate` fault: the body a real provider sends with that status.
+    pub(crate) fn injected(status: u16) -> Self {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let (kind, code, message) = match status.as_u16() {
+            401 => (
+                "invalid_request_error",
+                Some("invalid_api_key"),
+                "Incorrect API key provided.",
+            ),
+            403 => (
+                "invalid_request_error",
+                Some("unsupported_country_region_territory"),
+                "Country, region, or territory not supported.",
+            ),
+            404 => (
+                "invalid_request_error",
+                Some("model_not_found"),
+                "The model does not exist or you do not have access to it.",
+            ),
+            429 => (
+                "requests",
+                Some("rate_limit_exceeded"),
+                "Rate limit reached for requests. Please try again in 1s.",
+            ),
+            500 => (
+                "server_error",
+                None,
+                "The server had an error while processing your request. Sorry about that!",
+            ),
+            503 => (
+                "server_error",
+                None,
+                "The engine is currently overloaded, please try again later.",
+            ),
+            400..=499 => ("invalid_request_error", None, "The request was rejected."),
+            _ => ("server_error", None, "The upstream failed to answer."),
+        };
+        Self {
+            code,
+            ..Self::new(status, kind, message)
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    fn body(&self) -> Bytes {
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR && self.kind == "server_error" {
+            // The fixture is the canonical upstream 500.
+            return Bytes::from_static(fixtures::ERROR.as_bytes());
+        }
+        let body = json!({"error": {
+            "message": self.message,
+            "type": self.kind,
+            "param": self.param,
+            "code": self.code,
+        }});
+        Bytes::from(body.to_string())
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        response.insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")));
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            response.insert_header((RETRY_AFTER, HeaderValue::from_static("1")));
+            response.insert_header((REMAINING_REQUESTS, HeaderValue::from_static("0")));
+        }
+        response.body(self.body())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    fn body_of(error: &ApiError) -> Value {
+        serde_json::from_slice(&error.body()).unwrap()
+    }
+
+    #[test]
+    fn an_injected_500_is_the_error_fixture() {
+        let fixture: Value = serde_json::from_str(fixtures::ERROR).unwrap();
+        assert_eq!(body_of(&ApiError::injected(500)), fixture);
+    }
+
+    #[test]
+    fn an_injected_429_says_rate_limit_exceeded() {
+        let body = body_of(&ApiError::injected(429));
+        assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+        assert_eq!(body["error"]["type"], "requests");
+    }
+
+    #[test]
+    fn a_missing_parameter_is_named_in_param() {
+        let body = body_of(&ApiError::missing_param("model"));
+        assert_eq!(body["error"]["param"], "model");
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert_eq!(body["error"]["code"], Value::Null);
+    }
+}

@@ -1,0 +1,255 @@
+//! The OpenAI-compatible endpoints. Every request takes the same path: count it, check the key,
+//! roll its faults, wait out the latency (or hang), validate the body, inject an error, then
+//! answer from the fixtures (fixed mode) or a fresh generation, possibly malformed or as a
+//! stream with its own faults.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use actix_web::web::{self, Bytes, Data, ServiceConfig};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+
+use crate::api_error::ApiError;
+use crate::embeddings;
+use crate::faults::FaultPlan;
+use crate::fixed::FixedReplies;
+use crate::fixtures;
+use crate::generate::{Generation, TextKind};
+use crate::ratelimit;
+use crate::request::{self, EmbeddingsRequest, TextRequest};
+use crate::sse::{self, Pacing, SseBody, SseEvent};
+use crate::state::AppState;
+use crate::stats::InFlight;
+
+pub(super) fn configure(config: &mut ServiceConfig) {
+    let endpoints = [
+        ("/v1/chat/completions", Endpoint::Text(TextKind::Chat)),
+        ("/v1/completions", Endpoint::Text(TextKind::Completion)),
+        ("/v1/embeddings", Endpoint::Embeddings),
+        ("/v1/models", Endpoint::Models),
+    ];
+    for (path, endpoint) in endpoints {
+        let method = match endpoint {
+            Endpoint::Models => web::get(),
+            _ => web::post(),
+        };
+        config.service(
+            web::resource(path)
+                .route(method.to(
+                    move |state: Data<AppState>, request: HttpRequest, body: Bytes| {
+                        answer(endpoint, state, request, body)
+                    },
+                ))
+                .default_service(web::to(wrong_method)),
+        );
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Text(TextKind),
+    Embeddings,
+    Models,
+}
+
+/// A generated-mode request that passed validation.
+#[derive(Debug)]
+enum Valid {
+    Text(TextKind, TextRequest),
+    Embeddings(EmbeddingsRequest),
+    Models,
+}
+
+/// The answer before faults shape its delivery.
+enum Reply {
+    Json {
+        body: Bytes,
+        tokens: u64,
+    },
+    Stream {
+        events: Arc<[SseEvent]>,
+        tokens: u64,
+    },
+}
+
+async fn answer(
+    endpoint: Endpoint,
+    state: Data<AppState>,
+    request: HttpRequest,
+    body: Bytes,
+) -> HttpResponse {
+    let in_flight = state.stats.begin_request();
+    let response = match respond(endpoint, &state, &request, &body, in_flight).await {
+        Ok(response) => response,
+        Err(error) => error.error_response(),
+    };
+    tracing::debug!(
+        path = request.path(),
+        status = response.status().as_u16(),
+        "answered"
+    );
+    response
+}
+
+async fn respond(
+    endpoint: Endpoint,
+    state: &AppState,
+    request: &HttpRequest,
+    body: &[u8],
+    in_flight: InFlight,
+) -> Result<HttpResponse, ApiError> {
+    state.authorize(request)?;
+    let profile = state.profile();
+    let mut rng = state.request_rng();
+    let plan = profile.roll(&mut rng);
+    if !plan.latency.is_zero() {
+        tokio::time::sleep(plan.latency).await;
+    }
+    if plan.hang {
+        tracing::debug!(path = request.path(), "hanging on purpose");
+        // Never answers; the server drops this handler when the client closes the connection
+        // (half-closed connections are not allowed, see `MockUpstream::run`).
+        std::future::pending::<()>().await;
+    }
+    let reply = match &state.fixed {
+        Some(fixed) => {
+            let stream = match endpoint {
+                Endpoint::Models => false,
+                _ => request::probe_stream(body)?,
+            };
+            inject_error(plan, profile.error_status)?;
+            fixed_reply(endpoint, fixed, stream, plan.malformed)
+        }
+        None => {
+            let valid = validate(endpoint, body)?;
+            inject_error(plan, profile.error_status)?;
+            generated_reply(valid, plan.malformed, &mut rng)
+        }
+    };
+    let mut response = HttpResponse::Ok();
+    match reply {
+        Reply::Json { body, tokens } => {
+            ratelimit::insert_headers(&mut response, in_flight.sequence(), tokens);
+            // A proper prefix of a JSON object is never valid JSON.
+            let body = if plan.malformed {
+                body.slice(..body.len() / 2)
+            } else {
+                body
+            };
+            Ok(response
+                .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
+                .body(body))
+        }
+        Reply::Stream { events, tokens } => {
+            ratelimit::insert_headers(&mut response, in_flight.sequence(), tokens);
+            let cut_at = if plan.stream_cut {
+                sse::cut_point(&events, &mut rng)
+            } else {
+                None
+            };
+            let pacing = Pacing {
+                first_token: Duration::from_millis(profile.ttft_ms),
+                between_tokens: Duration::from_millis(profile.token_interval_ms),
+            };
+            Ok(response
+                .insert_header((CONTENT_TYPE, HeaderValue::from_static("text/event-stream")))
+                .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-cache")))
+                .streaming(SseBody::new(events, cut_at, pacing, in_flight)))
+        }
+    }
+}
+
+/// The `error_rate` fault, once the request is known to be valid.
+fn inject_error(plan: FaultPlan, status: u16) -> Result<(), ApiError> {
+    if plan.error {
+        return Err(ApiError::injected(status));
+    }
+    Ok(())
+}
+
+fn validate(endpoint: Endpoint, body: &[u8]) -> Result<Valid, ApiError> {
+    Ok(match endpoint {
+        Endpoint::Text(kind) => Valid::Text(kind, request::parse_text(kind, body)?),
+        Endpoint::Embeddings => Valid::Embeddings(request::parse_embeddings(body)?),
+        Endpoint::Models => Valid::Models,
+    })
+}
+
+fn models_reply() -> Reply {
+    Reply::Json {
+        body: Bytes::from_static(fixtures::MODELS.as_bytes()),
+        tokens: 0,
+    }
+}
+
+/// Fixed mode: the prebuilt fixture bytes or events; `malformed` picks the stream script with
+/// the corrupt event (a JSON body is cut short on the way out instead).
+fn fixed_reply(endpoint: Endpoint, fixed: &FixedReplies, stream: bool, malformed: bool) -> Reply {
+    match endpoint {
+        Endpoint::Text(kind) if stream => {
+            let replay = fixed.stream(kind);
+            let events = if malformed {
+                &replay.corrupt
+            } else {
+                &replay.events
+            };
+            Reply::Stream {
+                events: Arc::clone(events),
+                tokens: replay.tokens,
+            }
+        }
+        Endpoint::Text(kind) => Reply::Json {
+            body: fixed.text(kind).bytes.clone(),
+            tokens: fixed.text(kind).tokens,
+        },
+        Endpoint::Embeddings => Reply::Json {
+            body: fixed.embedding.bytes.clone(),
+            tokens: fixed.embedding.tokens,
+        },
+        Endpoint::Models => models_reply(),
+    }
+}
+
+/// Generated mode: a fresh answer shaped by the request.
+fn generated_reply(valid: Valid, malformed: bool, rng: &mut fastrand::Rng) -> Reply {
+    match valid {
+        Valid::Text(kind, text) => {
+            let generation =
+                Generation::new(kind, text.model, text.prompt_tokens, text.max_tokens, rng);
+            let tokens = generation.total_tokens();
+            if text.stream {
+                let mut events = generation.events(text.include_usage);
+                if malformed {
+                    sse::insert_corrupt_event(&mut events);
+                }
+                Reply::Stream {
+                    events: events.into(),
+                    tokens,
+                }
+            } else {
+                Reply::Json {
+                    body: Bytes::from(generation.body().to_string()),
+                    tokens,
+                }
+            }
+        }
+        Valid::Embeddings(embeddings) => Reply::Json {
+            body: Bytes::from(embeddings::body(
+                &embeddings.model,
+                embeddings.count,
+                embeddings.dimensions,
+                embeddings.prompt_tokens,
+                embeddings.base64,
+                rng,
+            )),
+            tokens: embeddings.prompt_tokens,
+        },
+        Valid::Models => models_reply(),
+    }
+}
+
+/// OpenAI answers a known path with the wrong method as it answers an unknown path.
+async fn wrong_method(request: HttpRequest) -> HttpResponse {
+    ApiError::unknown_url(request.method().as_str(), request.path()).error_response()
+}
