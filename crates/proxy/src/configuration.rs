@@ -1,0 +1,301 @@
+//! Settings: built-in defaults, then a YAML file, then `MCP__SECTION__KEY` environment
+//! variables, then the quick-start flags. Unknown keys are refused and every error names the
+//! key it is about, so a typo stops start-up instead of being silently ignored.
+//!
+//! The upstream API key is never part of the settings: they only name the environment
+//! variable that holds it (see [`Secrets`]).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use mcp_core::ModelSpec;
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+/// Where requests go when no upstream is configured and no API key is set: the mock upstream
+/// that `make run` starts beside the proxy.
+pub const DEFAULT_MOCK_BASE_URL: &str = "http://127.0.0.1:8081/v1";
+/// Where requests go when an API key is set and no upstream is configured.
+pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+/// The prefix of environment overrides: `MCP__SERVER__LISTEN` sets `server.listen`.
+pub const ENV_PREFIX: &str = "MCP";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(default)]
+    pub upstream: UpstreamSettings,
+    /// The models clients may use. Empty: any model is forwarded and counted as `other`.
+    #[serde(default)]
+    pub models: Vec<ModelSpec>,
+    #[serde(default)]
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    /// Worker threads; 0 means one per available core.
+    pub workers: usize,
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may take to finish after a shutdown signal.
+    pub shutdown_timeout_secs: u64,
+    /// How long an idle client connection is kept open.
+    pub keep_alive_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: 0,
+            max_body_bytes: 10 * 1024 * 1024,
+            shutdown_timeout_secs: 30,
+            keep_alive_secs: 75,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamSettings {
+    /// The `upstream` label value. Default: `mock`, `openai` or `primary`, from the base URL.
+    pub name: Option<String>,
+    /// The OpenAI-compatible API root. Default: OpenAI when an API key is set, else the mock.
+    pub base_url: Option<Url>,
+    /// The mock upstream's API root, used when neither `base_url` nor an API key is set.
+    pub mock_base_url: Url,
+    /// The environment variable that holds the upstream API key.
+    pub api_key_env: String,
+    pub connect_timeout_ms: u64,
+    /// The whole exchange for a plain answer; until the response headers for a stream.
+    pub request_timeout_secs: u64,
+    /// A stream that sends nothing for this long is ended with an error event.
+    pub stream_idle_timeout_secs: u64,
+    pub pool_idle_timeout_secs: u64,
+    pub pool_max_idle_per_host: usize,
+    /// Consecutive failed attempts after which the upstream counts as down.
+    pub unhealthy_after: u32,
+    /// How often the upstream's model list is fetched to learn whether it is up; 0 disables.
+    pub health_check_interval_secs: u64,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        Self {
+            name: None,
+            base_url: None,
+            mock_base_url: Url::parse(DEFAULT_MOCK_BASE_URL).expect("a valid constant URL"),
+            api_key_env: "OPENAI_API_KEY".into(),
+            connect_timeout_ms: 5_000,
+            request_timeout_secs: 600,
+            stream_idle_timeout_secs: 60,
+            pool_idle_timeout_secs: 90,
+            pool_max_idle_per_host: 1024,
+            unhealthy_after: 3,
+            health_check_interval_secs: 15,
+        }
+    }
+}
+
+impl UpstreamSettings {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    pub fn stream_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.stream_idle_timeout_secs)
+    }
+
+    /// The base URL and label name actually used, given whether an API key is set.
+    pub fn resolve(&self, has_key: bool) -> (Url, String) {
+        let (url, default_name) = match (&self.base_url, has_key) {
+            (Some(url), _) => (url.clone(), "primary"),
+            (None, true) => (
+                Url::parse(OPENAI_BASE_URL).expect("a valid constant URL"),
+                "openai",
+            ),
+            (None, false) => (self.mock_base_url.clone(), "mock"),
+        };
+        let name = self.name.clone().unwrap_or_else(|| default_name.into());
+        (url, name)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `mcp_proxy=debug,info`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Settings that cannot be used, with the key they are about.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("could not read settings: {0}")]
+    Source(#[from] config::ConfigError),
+    #[error("invalid setting `{path}`: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl SettingsError {
+    fn invalid(path: &str, message: impl Into<String>) -> Self {
+        SettingsError::Invalid {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Loads settings from the optional file and the process environment.
+pub fn load(file: Option<&Path>) -> Result<Settings, SettingsError> {
+    load_from(file, None)
+}
+
+/// Like [`load`], with the environment given as a map (for tests).
+pub fn load_from(
+    file: Option<&Path>,
+    env: Option<config::Map<String, String>>,
+) -> Result<Settings, SettingsError> {
+    let mut builder = config::Config::builder();
+    if let Some(file) = file {
+        builder = builder.add_source(
+            config::File::from(file)
+                .format(config::FileFormat::Yaml)
+                .required(true),
+        );
+    }
+    builder = builder.add_source(
+        config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .source(env),
+    );
+    let merged = builder.build()?;
+    let settings: Settings = serde_path_to_error::deserialize(merged).map_err(|e| {
+        let path = e.path().to_string();
+        SettingsError::invalid(&path, e.into_inner().to_string())
+    })?;
+    settings.validate()?;
+    Ok(settings)
+}
+
+impl Settings {
+    /// Checks what serde cannot: ranges, and values that only make sense together.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let positive = |path: &str, v: u64| {
+            if v == 0 {
+                Err(SettingsError::invalid(path, "must be greater than 0"))
+            } else {
+                Ok(())
+            }
+        };
+        positive("server.max_body_bytes", self.server.max_body_bytes as u64)?;
+        positive(
+            "upstream.connect_timeout_ms",
+            self.upstream.connect_timeout_ms,
+        )?;
+        positive(
+            "upstream.request_timeout_secs",
+            self.upstream.request_timeout_secs,
+        )?;
+        positive(
+            "upstream.stream_idle_timeout_secs",
+            self.upstream.stream_idle_timeout_secs,
+        )?;
+        positive(
+            "upstream.unhealthy_after",
+            self.upstream.unhealthy_after.into(),
+        )?;
+        for (path, url) in [
+            ("upstream.base_url", self.upstream.base_url.as_ref()),
+            ("upstream.mock_base_url", Some(&self.upstream.mock_base_url)),
+        ] {
+            if let Some(url) = url {
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(SettingsError::invalid(path, "must be an http or https URL"));
+                }
+                if !url.username().is_empty() || url.password().is_some() {
+                    return Err(SettingsError::invalid(
+                        path,
+                        "must not contain credentials; set the API key variable instead",
+                    ));
+                }
+            }
+        }
+        if let Some(name) = &self.upstream.name {
+            let ok = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !ok {
+                return Err(SettingsError::invalid(
+                    "upstream.name",
+                    "must be 1-64 characters of letters, digits, '-', '_' or '.'",
+                ));
+            }
+        }
+        if self.upstream.api_key_env.is_empty() {
+            return Err(SettingsError::invalid(
+                "upstream.api_key_env",
+                "must name an environment variable",
+            ));
+        }
+        mcp_core::ModelCatalog::new(self.models.clone())
+            .map_err(|e| SettingsError::invalid("models", e.to_string()))?;
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| SettingsError::invalid("log.level", e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// Secrets read from the environment at start-up, kept apart from the settings so that the
+/// settings can be logged and compared freely.
+#[derive(Debug, Default, Clone)]
+pub struct Secrets {
+    pub upstream_api_key: Option<SecretString>,
+}
+
+impl Secrets {
+    /// Reads the API key from the variable the settings name; an empty value counts as unset.
+    pub fn from_env(settings: &Settings) -> Self {
+        let key = std::env::var(&settings.upstream.api_key_env)
+            .ok()
+            .filter(|k| !k.trim().is_empty());
+        Self {
+            upstream_api_key: key.map(SecretString::from),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

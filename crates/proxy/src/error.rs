@@ -1,0 +1,87 @@
+//! The errors the gateway answers itself, always in OpenAI's shape.
+//!
+//! An [`ApiError`] carries its [`ErrorType`]; the response it renders carries the same value in
+//! its extensions, where the error-accounting middleware reads it to count the error. So the
+//! status, the body and the metric label come from one classification.
+
+use std::borrow::Cow;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CONTENT_TYPE, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use mcp_core::ErrorType;
+use mcp_core::openai::ErrorBody;
+use mcp_core::upstream::UpstreamError;
+
+/// An error answered to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    kind: ErrorType,
+    message: Cow<'static, str>,
+    param: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorType, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            param: None,
+        }
+    }
+
+    /// Names the request field the error is about.
+    pub fn with_param(mut self, param: &'static str) -> Self {
+        self.param = Some(param);
+        self
+    }
+
+    pub fn kind(&self) -> ErrorType {
+        self.kind
+    }
+
+    /// The error for a failed upstream attempt. The message says what happened, not how the
+    /// upstream is reached: no URL, host or header.
+    pub fn from_upstream(e: &UpstreamError) -> Self {
+        let message: Cow<'static, str> = match e {
+            UpstreamError::Timeout => "The upstream did not answer in time.".into(),
+            UpstreamError::Connect(_) => "The upstream could not be reached.".into(),
+            UpstreamError::Interrupted(_) => {
+                "The connection to the upstream broke before the answer was complete.".into()
+            }
+            UpstreamError::Status(s) => format!("The upstream failed with status {s}.").into(),
+        };
+        Self::new(e.error_type(), message)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind.as_str(), self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        error_response(self.status_code(), self.kind, &self.message, self.param)
+    }
+}
+
+/// Renders an OpenAI error body with `status`, tagged with `kind` for the error accounting.
+pub fn error_response(
+    status: StatusCode,
+    kind: ErrorType,
+    message: &str,
+    param: Option<&str>,
+) -> HttpResponse {
+    let body = ErrorBody::new(message, kind.openai_type(), param, kind.as_str()).to_json();
+    let mut response = HttpResponse::build(status)
+        .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
+        .body(body);
+    response.extensions_mut().insert(kind);
+    response
+}

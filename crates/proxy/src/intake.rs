@@ -1,0 +1,218 @@
+//! Turning an HTTP request into a proxied request: content type, size limit, the few fields
+//! the gateway routes on, and the model check. Everything else in the body is left alone.
+
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::{HttpRequest, web};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use mcp_core::openai::RequestPeek;
+use mcp_core::{Endpoint, ErrorType, ModelId};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A request ready to be forwarded.
+#[derive(Debug)]
+pub struct ProxyRequest {
+    /// The body exactly as the client sent it (or with `stream_options` added, for streams).
+    pub body: Bytes,
+    pub model: ModelId,
+    /// The model name as requested, for the access log (bounded in length).
+    pub requested_model: String,
+    pub stream: bool,
+    /// The client asked for the usage chunk at the end of the stream itself.
+    pub client_wants_usage: bool,
+    /// The body has a `stream_options` object of its own.
+    pub has_stream_options: bool,
+}
+
+/// Longest model name echoed into a log line or an error message.
+const MAX_ECHOED_MODEL: usize = 128;
+
+pub async fn read(
+    endpoint: Endpoint,
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<ProxyRequest, ApiError> {
+    check_content_type(req)?;
+    let body = read_body(req, payload, state.max_body_bytes).await?;
+    let peek = peek(&body)?;
+    let Some(requested) = peek.model.as_deref() else {
+        return Err(ApiError::new(
+            ErrorType::InvalidRequest,
+            "You must provide a model parameter.",
+        )
+        .with_param("model"));
+    };
+    let requested_model = truncate(requested, MAX_ECHOED_MODEL);
+    let Some(model) = state.catalog.resolve(requested) else {
+        return Err(ApiError::new(
+            ErrorType::ModelNotFound,
+            format!("The model `{requested_model}` does not exist or is not served here."),
+        )
+        .with_param("model"));
+    };
+    let stream = peek.is_stream() && endpoint.can_stream();
+    let client_wants_usage = peek.wants_stream_usage();
+    let has_stream_options = peek.stream_options.is_some();
+    Ok(ProxyRequest {
+        body,
+        model,
+        requested_model,
+        stream,
+        client_wants_usage,
+        has_stream_options,
+    })
+}
+
+fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorType::UnsupportedMediaType,
+            "The request body must be JSON, sent with `Content-Type: application/json`.",
+        ))
+    }
+}
+
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            ErrorType::PayloadTooLarge,
+            format!("The request body is larger than the {limit} bytes this gateway accepts."),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(too_large());
+    }
+    // Most bodies arrive in one chunk: keep it as it is and copy only when there are more.
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
+    let mut total = 0usize;
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                ErrorType::InvalidRequest,
+                format!("The request body could not be read: {e}."),
+            )
+        })?;
+        total += chunk.len();
+        if total > limit {
+            return Err(too_large());
+        }
+        match (&mut joined, first.take()) {
+            (Some(buf), _) => buf.extend_from_slice(&chunk),
+            (None, None) => first = Some(chunk),
+            (None, Some(head)) => {
+                let mut buf = BytesMut::with_capacity(declared.unwrap_or(head.len() + chunk.len()));
+                buf.extend_from_slice(&head);
+                buf.extend_from_slice(&chunk);
+                joined = Some(buf);
+            }
+        }
+    }
+    Ok(match (joined, first) {
+        (Some(buf), _) => buf.freeze(),
+        (None, Some(one)) => one,
+        (None, None) => Bytes::new(),
+    })
+}
+
+fn peek(body: &[u8]) -> Result<RequestPeek<'_>, ApiError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => {
+            return Err(ApiError::new(
+                ErrorType::InvalidRequest,
+                "The request body is empty; send a JSON object.",
+            ));
+        }
+        // serde would read a JSON array as the fields in order; only an object is a request.
+        Some(b) if *b != b'{' && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() => {
+            return Err(ApiError::new(
+                ErrorType::InvalidRequest,
+                "The request body must be a JSON object.",
+            ));
+        }
+        Some(_) => {}
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        use serde_json::error::Category;
+        let message = match e.classify() {
+            Category::Syntax | Category::Eof | Category::Io => {
+                format!("We could not parse the JSON body of your request: {e}.")
+            }
+            Category::Data => {
+                // Parse again, slowly, only to name the field that is wrong.
+                let mut de = serde_json::Deserializer::from_slice(body);
+                match serde_path_to_error::deserialize::<_, RequestPeek<'_>>(&mut de) {
+                    Err(located) if located.path().to_string() != "." => {
+                        format!("Invalid value for `{}`: {}.", located.path(), e)
+                    }
+                    _ => format!("The request body must be a JSON object: {e}."),
+                }
+            }
+        };
+        ApiError::new(ErrorType::InvalidRequest, message)
+    })
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_json_is_reported_as_a_parse_error() {
+        let e = peek(b"{\"model\": ").unwrap_err();
+        assert!(e.to_string().contains("could not parse"), "{e}");
+    }
+
+    #[test]
+    fn a_wrongly_typed_field_is_named() {
+        let e = peek(br#"{"model":"m","stream":"yes"}"#).unwrap_err();
+        assert!(e.to_string().contains("`stream`"), "{e}");
+        let e = peek(br#"{"model":42}"#).unwrap_err();
+        assert!(e.to_string().contains("`model`"), "{e}");
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_object_is_refused() {
+        let e = peek(b"[1,2]").unwrap_err();
+        assert!(e.to_string().contains("JSON object"), "{e}");
+        let e = peek(br#"["gpt-4o-mini"]"#).unwrap_err();
+        assert!(e.to_string().contains("JSON object"), "{e}");
+        let e = peek(b"\"text\"").unwrap_err();
+        assert!(e.to_string().contains("JSON object"), "{e}");
+        let e = peek(b"  ").unwrap_err();
+        assert!(e.to_string().contains("empty"), "{e}");
+    }
+
+    #[test]
+    fn long_model_names_are_truncated_on_a_character_boundary() {
+        assert_eq!(truncate("ab", 5), "ab");
+        assert_eq!(truncate("ééé", 2), "éé...");
+    }
+}

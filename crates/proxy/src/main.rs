@@ -1,0 +1,28 @@
+//! The `mcp-proxy` binary: read settings, start logging, serve.
+
+use std::io::Write;
+
+use anyhow::Context;
+use clap::Parser;
+use mcp_proxy::cli::{self, Cli, Command};
+use mcp_proxy::configuration::Secrets;
+use mcp_proxy::{Application, telemetry};
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::Healthcheck { url }) = &cli.command {
+        std::process::exit(if cli::healthcheck(url).await { 0 } else { 1 });
+    }
+    let settings = cli.settings()?;
+    if let Some(Command::CheckConfig) = cli.command {
+        writeln!(std::io::stdout(), "{settings:#?}")?;
+        return Ok(());
+    }
+    telemetry::init(&settings.log)?;
+    let secrets = Secrets::from_env(&settings);
+    let app = Application::build(settings, secrets)?;
+    app.run_until_stopped()
+        .await
+        .context("the server stopped with an error")
+}

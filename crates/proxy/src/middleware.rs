@@ -1,0 +1,151 @@
+//! Error accounting: every error response leaves the app counted and in OpenAI's shape.
+//!
+//! It sits just inside actix-web-prom. Errors the gateway renders itself carry their
+//! [`ErrorType`] in the response extensions; anything else (a framework error) is classified
+//! by status and re-rendered.
+//!
+//! actix-web-prom does not count a request whose inner service fails with `Err` (its open
+//! issue #91), and an `Err` cannot be turned back into a response here: the request it
+//! belongs to is owned by the router. So the rule is that middleware inside this one answers
+//! rejections as responses (`Ok`), as the gateway's own do; an `Err` that still arrives is
+//! counted in `mcp_server_errors_total` under the unmatched endpoint and logged.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use actix_web::Error;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use mcp_core::ErrorType;
+use mcp_core::metrics::{GatewayMetrics, UNMATCHED_ENDPOINT};
+
+use crate::error::error_response;
+
+/// The middleware factory; wrap it directly inside actix-web-prom.
+#[derive(Debug, Clone)]
+pub struct ErrorAccounting {
+    metrics: Arc<mcp_core::metrics::Metrics>,
+}
+
+impl ErrorAccounting {
+    pub fn new(metrics: Arc<mcp_core::metrics::Metrics>) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for ErrorAccounting
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    B: MessageBody,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Transform = ErrorAccountingService<S>;
+    type InitError = ();
+    type Future = std::future::Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        std::future::ready(Ok(ErrorAccountingService {
+            service: Rc::new(service),
+            metrics: self.metrics.clone(),
+        }))
+    }
+}
+
+#[derive(Debug)]
+pub struct ErrorAccountingService<S> {
+    service: Rc<S>,
+    metrics: Arc<mcp_core::metrics::Metrics>,
+}
+
+impl<S, B> Service<ServiceRequest> for ErrorAccountingService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    B: MessageBody,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Future = Accounted<S::Future>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        Accounted {
+            inner: self.service.call(req),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner service's future, with the accounting applied to its result.
+    pub struct Accounted<F> {
+        #[pin]
+        inner: F,
+        metrics: Arc<mcp_core::metrics::Metrics>,
+    }
+}
+
+impl<F, B> Future for Accounted<F>
+where
+    F: Future<Output = Result<ServiceResponse<B>, Error>>,
+    B: MessageBody,
+{
+    type Output = Result<ServiceResponse<EitherBody<B>>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let gateway = &this.metrics.gateway;
+        Poll::Ready(match ready!(this.inner.poll(cx)) {
+            Ok(response) => Ok(account(response, gateway)),
+            Err(error) => {
+                let status = error.as_response_error().status_code().as_u16();
+                gateway.record_error(ErrorType::from_status(status), UNMATCHED_ENDPOINT);
+                tracing::error!(%error, status, "middleware answered with an error, not a response");
+                Err(error)
+            }
+        })
+    }
+}
+
+fn account<B: MessageBody>(
+    response: ServiceResponse<B>,
+    metrics: &GatewayMetrics,
+) -> ServiceResponse<EitherBody<B>> {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response.map_into_left_body();
+    }
+    let endpoint = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| UNMATCHED_ENDPOINT.to_owned());
+    let tagged = response.response().extensions().get::<ErrorType>().copied();
+    match tagged {
+        Some(kind) => {
+            metrics.record_error(kind, &endpoint);
+            response.map_into_left_body()
+        }
+        None => {
+            let kind = ErrorType::from_status(status.as_u16());
+            metrics.record_error(kind, &endpoint);
+            if let (ErrorType::Internal, Some(e)) = (kind, response.response().error()) {
+                tracing::error!(error = %e, endpoint, "internal error");
+            }
+            let message = match kind {
+                ErrorType::Internal => "The gateway failed to handle the request.".to_owned(),
+                _ => response
+                    .response()
+                    .error()
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| status.canonical_reason().unwrap_or("Error").to_owned()),
+            };
+            let (request, _) = response.into_parts();
+            let rendered = error_response(status, kind, &message, None);
+            ServiceResponse::new(request, rendered).map_into_right_body()
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! The streaming relay: Server-Sent Events from the upstream to the client as they arrive.
+//!
+//! Each upstream chunk is split into complete events ([`EventSplitter`]); complete events are
+//! handed to the client at once and unchanged, as slices of the chunk that brought them. The
+//! relay reads each event's `data` only to account for it: content chunks give time to first
+//! token and inter-token latency, the usage chunk gives the tokens. When the gateway asked for
+//! that usage chunk itself, it is removed from what the client receives.
+//!
+//! A stream that breaks (reset, malformed event, upstream error event, nothing for the idle
+//! timeout) ends with an OpenAI-style error event, so the client sees a clean end rather than
+//! a hang. Dropping the relay (the client left) drops the upstream response with it, which
+//! closes the upstream connection at once.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use actix_web::HttpResponse;
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use mcp_core::ErrorType;
+use mcp_core::openai::{self, ErrorBody};
+use mcp_core::sse::{self, DONE, EventSplitter};
+use mcp_core::upstream::{Outcome, UpstreamError, UpstreamResponse};
+
+use super::{ErrorChain, Exchange, relayed_headers};
+use crate::error::ApiError;
+
+/// Adds `"stream_options":{"include_usage":true}` to a streamed request so that the upstream
+/// reports usage. The body is spliced, not re-serialised, unless the client sent
+/// `stream_options` of its own (then that object is amended).
+pub(super) fn ask_for_usage(body: Bytes, has_stream_options: bool) -> Result<Bytes, ApiError> {
+    if has_stream_options {
+        let mut value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                ErrorType::InvalidRequest,
+                format!("Invalid JSON body: {e}."),
+            )
+        })?;
+        value["stream_options"]["include_usage"] = serde_json::Value::Bool(true);
+        let body = serde_json::to_vec(&value).map_err(|_| {
+            ApiError::new(ErrorType::Internal, "The request could not be prepared.")
+        })?;
+        return Ok(body.into());
+    }
+    const OPTION: &[u8] = br#""stream_options":{"include_usage":true}"#;
+    let Some(open) = body.iter().position(|b| !b.is_ascii_whitespace()) else {
+        return Ok(body);
+    };
+    if body[open] != b'{' {
+        return Ok(body);
+    }
+    let empty = body[open + 1..]
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'}');
+    let mut spliced = BytesMut::with_capacity(body.len() + OPTION.len() + 1);
+    spliced.extend_from_slice(&body[..=open]);
+    spliced.extend_from_slice(OPTION);
+    if !empty {
+        spliced.extend_from_slice(b",");
+    }
+    spliced.extend_from_slice(&body[open + 1..]);
+    Ok(spliced.freeze())
+}
+
+/// The client's response for an upstream event stream.
+pub(super) fn respond(
+    mut exchange: Exchange,
+    upstream: UpstreamResponse,
+    strip_usage: bool,
+) -> HttpResponse {
+    let began = Instant::now();
+    exchange.respond(200);
+    let mut builder = HttpResponse::Ok();
+    for header in relayed_headers(&upstream) {
+        builder.insert_header(header);
+    }
+    builder
+        .insert_header((CONTENT_TYPE, HeaderValue::from_static("text/event-stream")))
+        .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-cache")))
+        // Tells buffering reverse proxies in front of the gateway not to hold events back.
+        .insert_header(("x-accel-buffering", HeaderValue::from_static("no")));
+    let idle_timeout = exchange.state().stream_idle_timeout;
+    exchange.worked(began.elapsed());
+    builder.streaming(SseRelay {
+        chunks: Box::pin(upstream.into_chunks()),
+        idle: Box::pin(tokio::time::sleep(idle_timeout)),
+        idle_timeout,
+        splitter: EventSplitter::new(),
+        exchange,
+        strip_usage,
+        finished: false,
+    })
+}
+
+type Chunks = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>>>>;
+
+struct SseRelay {
+    chunks: Chunks,
+    /// Fires when the upstream has sent nothing for `idle_timeout`.
+    idle: Pin<Box<tokio::time::Sleep>>,
+    idle_timeout: Duration,
+    splitter: EventSplitter,
+    exchange: Exchange,
+    strip_usage: bool,
+    finished: bool,
+}
+
+/// Why a stream was cut short.
+enum Break {
+    Idle(Duration),
+    Reset(UpstreamError),
+    MalformedEvent,
+    UpstreamErrorEvent,
+    Truncated,
+}
+
+impl Stream for SseRelay {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        loop {
+            match this.chunks.as_mut().poll_next(cx) {
+                Poll::Pending => {
+                    if this.idle.as_mut().poll(cx).is_ready() {
+                        let idle = this.idle_timeout;
+                        return Poll::Ready(Some(Ok(
+                            this.cut_short(Bytes::new(), Break::Idle(idle))
+                        )));
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let arrived = Instant::now();
+                    let deadline = tokio::time::Instant::from_std(arrived) + this.idle_timeout;
+                    this.idle.as_mut().reset(deadline);
+                    let out = this.relay(chunk);
+                    this.exchange.worked(arrived.elapsed());
+                    if let Some(out) = out {
+                        return Poll::Ready(Some(Ok(out)));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    return Poll::Ready(Some(Ok(this.cut_short(Bytes::new(), Break::Reset(e)))));
+                }
+                Poll::Ready(None) => {
+                    if this.splitter.pending().iter().all(u8::is_ascii_whitespace) {
+                        this.finish_ok();
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Ok(this.cut_short(Bytes::new(), Break::Truncated))));
+                }
+            }
+        }
+    }
+}
+
+impl SseRelay {
+    /// Relays the complete events in `chunk`; `None` when none is complete yet or all of them
+    /// were removed.
+    fn relay(&mut self, chunk: Bytes) -> Option<Bytes> {
+        let run = self.splitter.push(chunk)?;
+        let mut kept: Option<BytesMut> = None;
+        let mut content = false;
+        let mut offset = 0;
+        for event in sse::events(&run) {
+            let start = offset;
+            offset += event.len();
+            let keep = match sse::data(&event) {
+                None => true,
+                Some(data) if data.as_ref() == DONE => true,
+                Some(data) => match openai::summarize_chunk(&data) {
+                    Ok(summary) => {
+                        if let Some(usage) = summary.usage {
+                            self.exchange.set_usage(usage);
+                        }
+                        if summary.is_error {
+                            let before = match kept.take() {
+                                Some(mut buf) => {
+                                    buf.extend_from_slice(&event);
+                                    buf.freeze()
+                                }
+                                None => run.slice(..offset),
+                            };
+                            return Some(self.cut_short(before, Break::UpstreamErrorEvent));
+                        }
+                        content |= summary.has_content;
+                        !(self.strip_usage && summary.no_choices && summary.usage.is_some())
+                    }
+                    Err(_) => {
+                        let before = match kept.take() {
+                            Some(buf) => buf.freeze(),
+                            None => run.slice(..start),
+                        };
+                        return Some(self.cut_short(before, Break::MalformedEvent));
+                    }
+                },
+            };
+            match (&mut kept, keep) {
+                (Some(buf), true) => buf.extend_from_slice(&event),
+                (Some(_), false) => {}
+                (None, true) => {}
+                // The first event removed: keep what came before it, copy from now on.
+                (None, false) => kept = Some(BytesMut::from(&run[..start])),
+            }
+        }
+        if content {
+            self.exchange.content_written(Instant::now());
+        }
+        let out = kept.map_or(run, BytesMut::freeze);
+        (!out.is_empty()).then_some(out)
+    }
+
+    fn finish_ok(&mut self) {
+        self.finished = true;
+        self.exchange.end_attempt(Outcome::Success);
+        self.exchange.complete();
+    }
+
+    /// Ends the stream after `before` with an error event the client can read.
+    fn cut_short(&mut self, before: Bytes, why: Break) -> Bytes {
+        self.finished = true;
+        let (message, outcome) = match &why {
+            Break::Idle(d) => (
+                format!(
+                    "The upstream sent nothing for {} s; the stream was ended.",
+                    d.as_secs()
+                ),
+                Outcome::Timeout,
+            ),
+            Break::Reset(_) => (
+                "The connection to the upstream broke mid-stream.".to_owned(),
+                Outcome::StreamInterrupted,
+            ),
+            Break::MalformedEvent => (
+                "The upstream sent an event that is not valid JSON.".to_owned(),
+                Outcome::Malformed,
+            ),
+            Break::UpstreamErrorEvent => (
+                "The upstream reported an error mid-stream.".to_owned(),
+                Outcome::StreamInterrupted,
+            ),
+            Break::Truncated => (
+                "The upstream ended the stream in the middle of an event.".to_owned(),
+                Outcome::StreamInterrupted,
+            ),
+        };
+        let state = self.exchange.state();
+        match &why {
+            Break::Reset(e) => tracing::warn!(
+                upstream = state.upstream.name(),
+                error = %ErrorChain(e),
+                "upstream stream interrupted"
+            ),
+            _ => {
+                tracing::warn!(upstream = state.upstream.name(), reason = %message, "upstream stream interrupted")
+            }
+        }
+        self.exchange.end_attempt(outcome);
+        self.exchange.interrupted();
+        self.exchange.complete();
+        if matches!(why, Break::UpstreamErrorEvent) {
+            // The upstream's own error event already tells the client what happened.
+            return before;
+        }
+        let kind = ErrorType::StreamInterrupted;
+        let event = ErrorBody::new(&message, kind.openai_type(), None, kind.as_str()).to_json();
+        let mut out = BytesMut::with_capacity(before.len() + event.len() + 8);
+        out.extend_from_slice(&before);
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(event.as_bytes());
+        out.extend_from_slice(b"\n\n");
+        out.freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_is_requested_by_splicing_the_body() {
+        let body = Bytes::from_static(br#" {"model":"m","stream":true}"#);
+        let out = ask_for_usage(body, false).unwrap();
+        assert_eq!(
+            &out[..],
+            br#" {"stream_options":{"include_usage":true},"model":"m","stream":true}"#
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn existing_stream_options_are_amended_not_duplicated() {
+        let body = Bytes::from_static(
+            br#"{"model":"m","stream":true,"stream_options":{"include_usage":false,"x":1}}"#,
+        );
+        let out = ask_for_usage(body, true).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(v["stream_options"]["x"], 1);
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        assert_eq!(text.matches("stream_options").count(), 1);
+    }
+}

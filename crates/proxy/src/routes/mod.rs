@@ -1,0 +1,104 @@
+//! The routes the gateway serves. Each proxied endpoint is a resource with one method; any
+//! other method gets 405 and any other path 404, both in OpenAI's shape.
+
+mod health;
+mod models;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use mcp_core::{Endpoint, ErrorType};
+
+use crate::error::ApiError;
+use crate::relay;
+use crate::state::AppState;
+
+pub use health::{HEALTH_PATH, READY_PATH};
+
+/// Where actix-web-prom serves the scrape (it answers before this route's handler runs).
+pub const METRICS_PATH: &str = "/metrics";
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource(Endpoint::ChatCompletions.route())
+            .route(web::post().to(chat_completions))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource(Endpoint::Completions.route())
+            .route(web::post().to(completions))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource(Endpoint::Embeddings.route())
+            .route(web::post().to(embeddings))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/models")
+            .route(web::get().to(models::list))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource(HEALTH_PATH)
+            .route(web::get().to(health::health))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource(READY_PATH)
+            .route(web::get().to(health::ready))
+            .default_service(web::to(method_not_allowed)),
+    )
+    // A real route, so that the scrape is not seen as a 404 before actix-web-prom answers it.
+    .service(
+        web::resource(METRICS_PATH)
+            .route(web::get().to(HttpResponse::Ok))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .default_service(web::to(not_found));
+}
+
+async fn chat_completions(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    relay::forward(Endpoint::ChatCompletions, req, payload, state).await
+}
+
+async fn completions(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    relay::forward(Endpoint::Completions, req, payload, state).await
+}
+
+async fn embeddings(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    relay::forward(Endpoint::Embeddings, req, payload, state).await
+}
+
+/// Paths in messages are cut short: they come from the client.
+fn shown_path(req: &HttpRequest) -> String {
+    req.path().chars().take(100).collect()
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        ErrorType::NotFound,
+        format!(
+            "The gateway does not serve {} {}.",
+            req.method(),
+            shown_path(&req)
+        ),
+    ))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        ErrorType::MethodNotAllowed,
+        format!("{} is not allowed on {}.", req.method(), shown_path(&req)),
+    ))
+}

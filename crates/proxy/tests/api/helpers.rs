@@ -1,0 +1,234 @@
+//! Spawning the gateway and a real upstream stub on port 0, and typed requests against them.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use mcp_core::{ModelSpec, Pricing};
+use mcp_mock_upstream::{FaultProfile, MockOptions, MockUpstream};
+use mcp_proxy::Application;
+use mcp_proxy::configuration::{Secrets, Settings};
+use serde_json::{Value, json};
+
+use crate::scrape::Scrape;
+
+pub const CHAT_MODEL: &str = "gpt-4o-mini";
+pub const COMPLETION_MODEL: &str = "gpt-3.5-turbo-instruct";
+pub const EMBEDDING_MODEL: &str = "text-embedding-3-small";
+/// The price table the tests configure for [`CHAT_MODEL`].
+pub const CHAT_PRICING: Pricing = Pricing {
+    prompt_usd_per_million: 0.15,
+    completion_usd_per_million: 0.6,
+};
+
+/// A running gateway in front of a running mock upstream.
+pub struct TestApp {
+    pub address: String,
+    pub mock_url: String,
+    pub client: reqwest::Client,
+}
+
+/// What to spawn.
+pub struct Spawn {
+    pub mock: MockOptions,
+    pub settings: Settings,
+    pub secrets: Secrets,
+    /// Point the gateway at a closed port instead of the mock.
+    pub unreachable_upstream: bool,
+}
+
+impl Default for Spawn {
+    fn default() -> Self {
+        let mut settings = Settings::default();
+        settings.server.workers = 2;
+        settings.upstream.request_timeout_secs = 10;
+        settings.upstream.stream_idle_timeout_secs = 10;
+        settings.upstream.health_check_interval_secs = 0;
+        // A name that is not set in the test environment: no key unless a test gives one.
+        settings.upstream.api_key_env = "MCP_TEST_UNSET_KEY".into();
+        settings.models = vec![
+            ModelSpec {
+                id: CHAT_MODEL.into(),
+                pricing: Some(CHAT_PRICING),
+            },
+            ModelSpec {
+                id: "gpt-4o".into(),
+                pricing: None,
+            },
+            ModelSpec {
+                id: COMPLETION_MODEL.into(),
+                pricing: None,
+            },
+            ModelSpec {
+                id: EMBEDDING_MODEL.into(),
+                pricing: None,
+            },
+        ];
+        Self {
+            mock: MockOptions {
+                seed: Some(7),
+                ..MockOptions::default()
+            },
+            settings,
+            secrets: Secrets::default(),
+            unreachable_upstream: false,
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn(Spawn::default()).await
+}
+
+pub async fn spawn_with_faults(profile: FaultProfile) -> TestApp {
+    let mut spawn_options = Spawn::default();
+    spawn_options.mock.profile = profile;
+    spawn(spawn_options).await
+}
+
+pub async fn spawn(mut options: Spawn) -> TestApp {
+    let mock = MockUpstream::bind("127.0.0.1:0".parse().unwrap(), options.mock.clone())
+        .expect("the mock binds");
+    let mock_url = mock.base_url();
+    tokio::spawn(mock.run());
+    let upstream = if options.unreachable_upstream {
+        let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        format!("http://127.0.0.1:{port}/v1")
+    } else {
+        mock_url.clone()
+    };
+    options.settings.upstream.base_url = Some(upstream.parse().unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let app = Application::build_on(listener, options.settings, options.secrets)
+        .expect("the gateway builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        mock_url,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("the gateway answers")
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &'static [u8],
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("the gateway answers")
+    }
+
+    pub async fn chat(&self, body: &Value) -> reqwest::Response {
+        self.post_json("/v1/chat/completions", body).await
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("the gateway answers")
+    }
+
+    pub async fn scrape(&self) -> Scrape {
+        let response = self.get("/metrics").await;
+        assert_eq!(response.status(), 200);
+        Scrape::parse(response.text().await.unwrap())
+    }
+
+    /// Merges `patch` into the mock's fault profile.
+    pub async fn set_faults(&self, patch: Value) {
+        let admin = self.mock_url.trim_end_matches("/v1").to_owned() + "/admin/faults";
+        let response = self.client.put(admin).json(&patch).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    }
+
+    pub async fn mock_stats(&self) -> Value {
+        let url = self.mock_url.trim_end_matches("/v1").to_owned() + "/admin/stats";
+        self.client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Sends `body` straight to the mock, bypassing the gateway.
+    pub async fn direct(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{}", self.mock_url, path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Scrapes until `check` holds, or fails after `within`.
+    pub async fn eventually<F>(&self, within: Duration, what: &str, check: F) -> Scrape
+    where
+        F: Fn(&Scrape) -> bool,
+    {
+        let deadline = Instant::now() + within;
+        loop {
+            let scrape = self.scrape().await;
+            if check(&scrape) {
+                return scrape;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for: {what}\n{}",
+                scrape.text
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// Polls an async condition until it holds, or fails after `within`.
+pub async fn wait_until<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub fn chat_body(model: &str) -> Value {
+    json!({
+        "model": model,
+        "messages": [{"role": "user", "content": "Say something about the gateway."}],
+        "max_tokens": 20
+    })
+}
