@@ -1,0 +1,40 @@
+# The commands people and CI type. `make help` lists them.
+SHELL := /bin/bash
+CARGO ?= cargo
+REVISION := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+export MCP_REVISION := $(REVISION)
+
+PROXY_LISTEN ?= 127.0.0.1:8080
+MOCK_LISTEN ?= 127.0.0.1:8081
+
+.PHONY: help run build release test lint fmt deps clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+run: release ## Run the mock upstream (:8081) and the gateway (:8080) in the foreground; Ctrl-C stops both
+	@set -m; trap 'kill $$mock 2>/dev/null; wait $$mock 2>/dev/null' EXIT; \
+	target/release/mcp-mock-upstream --listen $(MOCK_LISTEN) & mock=$$!; \
+	target/release/mcp-proxy --config deploy/mcp-server.yaml --listen $(PROXY_LISTEN)
+
+build: ## Debug build of every crate
+	$(CARGO) build --workspace --all-targets
+
+release: ## Optimised build of the binaries
+	$(CARGO) build --release --bins
+
+deps: ## Install the tools the tests need (promtool, amtool, docker-compose, hadolint)
+	./scripts/install-deps.sh
+
+test: deps lint ## Everything CI checks: lint, unit, integration and config tests
+	$(CARGO) test --workspace
+
+lint: ## rustfmt and clippy, warnings are errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+clean: ## Remove build output
+	$(CARGO) clean
