@@ -39,7 +39,7 @@ pub struct Indexed<F: Family, const N: usize> {
 }
 
 impl<F: Family, const N: usize> Indexed<F, N> {
-    pub(crate) fn new(family: F, values: [LabelValues; N]) -> Self {
+    pub fn new(family: F, values: [LabelValues; N]) -> Self {
         let slots = values.iter().map(|v| v.len()).product();
         Self {
             family,
