@@ -1,0 +1,4 @@
+//! Tests of the repository's deployment files.
+
+mod dashboard_lint;
+mod dashboards;
