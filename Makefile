@@ -7,7 +7,7 @@ export MCP_REVISION := $(REVISION)
 PROXY_LISTEN ?= 127.0.0.1:8080
 MOCK_LISTEN ?= 127.0.0.1:8081
 
-.PHONY: help run build release test lint fmt deps clean
+.PHONY: help run build release test lint fmt deps check-monitoring clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -26,12 +26,18 @@ release: ## Optimised build of the binaries
 deps: ## Install the tools the tests need (promtool, amtool, docker-compose, hadolint)
 	./scripts/install-deps.sh
 
-test: deps lint ## Everything CI checks: lint, unit, integration and config tests
+test: deps lint ## Everything CI checks: lint, unit, integration, config and end-to-end tests
+	./scripts/check-monitoring.sh
+	# The end-to-end test runs the workspace's binaries, so they are built first.
+	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
 
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+check-monitoring: ## promtool and amtool: Prometheus config, rules, rule unit tests, Alertmanager config
+	./scripts/check-monitoring.sh
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
