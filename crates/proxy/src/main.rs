@@ -8,6 +8,11 @@ use mcp_proxy::cli::{self, Cli, Command};
 use mcp_proxy::configuration::Secrets;
 use mcp_proxy::{Application, telemetry};
 
+/// Every request allocates a few small buffers; mimalloc's thread-local free lists serve
+/// them in fewer instructions than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -4,27 +4,39 @@
 use crate::ErrorType;
 use crate::upstream::Outcome;
 
+/// The cause of a failed attempt, from the HTTP client.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 /// A failed upstream attempt (an answer with an error status is not one: it is relayed).
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("the upstream did not answer in time")]
     Timeout,
     #[error("could not reach the upstream")]
-    Connect(#[source] reqwest::Error),
+    Connect(#[source] Cause),
     #[error("the upstream connection broke while the answer was read")]
-    Interrupted(#[source] reqwest::Error),
+    Interrupted(#[source] Cause),
     #[error("the upstream answered {0}")]
     Status(u16),
 }
 
 impl UpstreamError {
-    pub(crate) fn from_send(e: reqwest::Error) -> Self {
-        if e.is_timeout() {
+    pub(crate) fn from_send(e: hyper_util::client::legacy::Error) -> Self {
+        // The connector's own timeout (connect_timeout) surfaces as an I/O timed-out error.
+        let timed_out =
+            std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+                e.source()
+            })
+            .any(|s| {
+                s.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            });
+        if timed_out {
             UpstreamError::Timeout
         } else {
             // Refused, reset before the headers, DNS or TLS failures: the upstream was not
             // reached in a usable way.
-            UpstreamError::Connect(e)
+            UpstreamError::Connect(Box::new(e))
         }
     }
 
@@ -55,6 +67,6 @@ pub enum BuildError {
     BaseUrl(&'static str),
     #[error("the upstream API key contains characters that cannot be sent in a header")]
     ApiKey,
-    #[error("could not build the HTTP client")]
-    Client(#[source] reqwest::Error),
+    #[error("could not set up TLS with the platform's trust store")]
+    Tls(#[source] rustls::Error),
 }

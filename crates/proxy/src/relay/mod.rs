@@ -84,7 +84,6 @@ async fn proxy(
         Err(e) => return Err(attempt_failed(exchange, sent, &e)),
     };
     exchange.first_byte(sent);
-    record_ratelimits(state, &response);
     let status = response.status();
     if request.stream && (200..300).contains(&status) && response.is_event_stream() {
         exchange.worked(sent.duration_since(exchange.started()));
@@ -93,7 +92,7 @@ async fn proxy(
             strip_usage,
         });
     }
-    let headers = relayed_headers(&response);
+    let headers = relayed_headers(state, &response);
     let body = match response.body(deadline).await {
         Ok(body) => body,
         Err(e) => return Err(attempt_failed(exchange, sent, &e)),
@@ -168,7 +167,7 @@ fn plain_answer(
 
 /// Upstream headers a client may rely on; everything else (connection management, server
 /// identity, cookies) stays between the gateway and the upstream.
-const RELAYED_HEADERS: &[&str] = &[
+const RELAYED_HEADERS: [&str; 10] = [
     "content-type",
     "retry-after",
     "x-request-id",
@@ -181,35 +180,38 @@ const RELAYED_HEADERS: &[&str] = &[
     "x-ratelimit-reset-tokens",
 ];
 
-pub(crate) fn relayed_headers(response: &UpstreamResponse) -> Vec<(HeaderName, HeaderValue)> {
-    let upstream = response.headers();
-    RELAYED_HEADERS
-        .iter()
-        .filter_map(|name| {
-            let value = upstream.get(*name)?;
-            let value = HeaderValue::from_bytes(value.as_bytes()).ok()?;
-            Some((HeaderName::from_static(name), value))
-        })
-        .collect()
-}
-
-fn record_ratelimits(state: &AppState, response: &UpstreamResponse) {
-    for (name, kind) in [
-        ("x-ratelimit-remaining-requests", RateLimitKind::Requests),
-        ("x-ratelimit-remaining-tokens", RateLimitKind::Tokens),
-    ] {
-        let value = response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
+/// The headers to relay from an upstream answer, in one pass over them; the rate-limit
+/// headroom the upstream reports is recorded on the way.
+pub(crate) fn relayed_headers(
+    state: &AppState,
+    response: &UpstreamResponse,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut relayed = Vec::with_capacity(RELAYED_HEADERS.len());
+    for (name, value) in response.headers() {
+        let name = name.as_str();
+        let Some(known) = RELAYED_HEADERS.iter().find(|known| **known == name) else {
+            continue;
+        };
+        let kind = match name {
+            "x-ratelimit-remaining-requests" => Some(RateLimitKind::Requests),
+            "x-ratelimit-remaining-tokens" => Some(RateLimitKind::Tokens),
+            _ => None,
+        };
+        let remaining = value
+            .to_str()
+            .ok()
             .and_then(|v| v.trim().parse::<i64>().ok());
-        if let Some(value) = value {
+        if let (Some(kind), Some(remaining)) = (kind, remaining) {
             state
                 .metrics
                 .upstream
-                .set_ratelimit_remaining(state.upstream.id(), kind, value);
+                .set_ratelimit_remaining(state.upstream.id(), kind, remaining);
+        }
+        if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+            relayed.push((HeaderName::from_static(known), value));
         }
     }
+    relayed
 }
 
 /// Displays an error with its sources, `outer: inner: innermost`.

@@ -75,7 +75,7 @@ pub(super) fn respond(
     let began = Instant::now();
     exchange.respond(200);
     let mut builder = HttpResponse::Ok();
-    for header in relayed_headers(&upstream) {
+    for header in relayed_headers(exchange.state(), &upstream) {
         builder.insert_header(header);
     }
     builder
