@@ -1,0 +1,324 @@
+//! The request mix: what each scheduled request is. A weighted draw picks the kind (so that
+//! every dashboard panel gets data: two chat models, legacy completions, embeddings, and a
+//! thin steady stream of client errors), then the prompt length, `max_tokens` and whether the
+//! answer is streamed, so latency and token panels show a spread rather than one value.
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+/// The cheap chat model, most of the traffic.
+pub const CHAT_SMALL_MODEL: &str = "gpt-4o-mini";
+/// The expensive chat model, so cost by model has two visibly different lines.
+pub const CHAT_LARGE_MODEL: &str = "gpt-4o";
+/// The legacy completions model.
+pub const COMPLETION_MODEL: &str = "gpt-3.5-turbo-instruct";
+/// The embeddings model.
+pub const EMBEDDING_MODEL: &str = "text-embedding-3-small";
+/// A model no gateway configuration lists: the gateway answers 404 `model_not_found`.
+pub const UNKNOWN_MODEL: &str = "loadgen-no-such-model";
+
+/// The gateway endpoints the mix sends to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Endpoint {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+}
+
+impl Endpoint {
+    /// Every endpoint, in report order.
+    pub const ALL: [Self; 3] = [Self::ChatCompletions, Self::Completions, Self::Embeddings];
+
+    /// The path below the target URL; also the gateway's `endpoint` label.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "/v1/chat/completions",
+            Self::Completions => "/v1/completions",
+            Self::Embeddings => "/v1/embeddings",
+        }
+    }
+
+    /// Position in [`Self::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What a request is meant to exercise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestKind {
+    /// Chat completion on [`CHAT_SMALL_MODEL`].
+    ChatSmall,
+    /// Chat completion on [`CHAT_LARGE_MODEL`].
+    ChatLarge,
+    /// Legacy completion on [`COMPLETION_MODEL`].
+    Completion,
+    /// Embeddings on [`EMBEDDING_MODEL`].
+    Embedding,
+    /// A chat request for [`UNKNOWN_MODEL`] (404 from the gateway).
+    UnknownModel,
+    /// A chat request whose body is cut-off JSON (400).
+    MalformedBody,
+}
+
+impl RequestKind {
+    /// Every kind, in the order of [`Weights`].
+    pub const ALL: [Self; 6] = [
+        Self::ChatSmall,
+        Self::ChatLarge,
+        Self::Completion,
+        Self::Embedding,
+        Self::UnknownModel,
+        Self::MalformedBody,
+    ];
+
+    /// Where this kind of request goes.
+    pub fn endpoint(self) -> Endpoint {
+        match self {
+            Self::Completion => Endpoint::Completions,
+            Self::Embedding => Endpoint::Embeddings,
+            Self::ChatSmall | Self::ChatLarge | Self::UnknownModel | Self::MalformedBody => {
+                Endpoint::ChatCompletions
+            }
+        }
+    }
+
+    /// Whether the answer may be streamed (chat and completions that are meant to succeed).
+    pub fn streamable(self) -> bool {
+        matches!(self, Self::ChatSmall | Self::ChatLarge | Self::Completion)
+    }
+
+    /// Whether this request is a deliberate client error.
+    pub fn is_client_error(self) -> bool {
+        matches!(self, Self::UnknownModel | Self::MalformedBody)
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Relative weights of the request kinds, in parts per thousand for [`Weights::DEFAULT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Weights([u32; RequestKind::ALL.len()]);
+
+impl Weights {
+    /// The demo mix: 45% small chat, 15% large chat, 15% completions, 24% embeddings,
+    /// 0.5% unknown model and 0.5% malformed body (1% client errors in all).
+    pub const DEFAULT: Self = Self([450, 150, 150, 240, 5, 5]);
+
+    /// Only one kind of request.
+    pub fn only(kind: RequestKind) -> Self {
+        let mut weights = [0; RequestKind::ALL.len()];
+        weights[kind.index()] = 1;
+        Self(weights)
+    }
+
+    /// The weight of one kind.
+    pub fn weight(&self, kind: RequestKind) -> u32 {
+        self.0[kind.index()]
+    }
+
+    /// The sum of all weights.
+    pub fn total(&self) -> u32 {
+        self.0.iter().sum()
+    }
+
+    /// The share (0..=1) of requests of this kind.
+    pub fn share(&self, kind: RequestKind) -> f64 {
+        f64::from(self.weight(kind)) / f64::from(self.total())
+    }
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// One request, ready to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedRequest {
+    pub kind: RequestKind,
+    pub endpoint: Endpoint,
+    /// Whether the body asks for a streamed answer.
+    pub stream: bool,
+    /// The JSON body (not valid JSON for [`RequestKind::MalformedBody`]).
+    pub body: Bytes,
+}
+
+/// Draws requests: the weighted kind, then its shape.
+#[derive(Debug)]
+pub struct RequestMix {
+    weights: Weights,
+    stream_share: f64,
+    rng: fastrand::Rng,
+}
+
+impl RequestMix {
+    /// A mix with these weights, streaming `stream_share` (clamped to 0..=1) of the streamable
+    /// requests; a seed makes the sequence of requests reproducible.
+    pub fn new(weights: Weights, stream_share: f64, seed: Option<u64>) -> Self {
+        // Weights cannot all be zero: `DEFAULT` and `only` are the only constructors.
+        let stream_share = if stream_share.is_nan() {
+            0.0
+        } else {
+            stream_share.clamp(0.0, 1.0)
+        };
+        Self {
+            weights,
+            stream_share,
+            rng: seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
+        }
+    }
+
+    /// The next request.
+    pub fn draw(&mut self) -> PlannedRequest {
+        let kind = self.draw_kind();
+        let stream = kind.streamable() && self.rng.f64() < self.stream_share;
+        let body = match kind {
+            RequestKind::ChatSmall => self.chat_body(CHAT_SMALL_MODEL, stream),
+            RequestKind::ChatLarge => self.chat_body(CHAT_LARGE_MODEL, stream),
+            RequestKind::Completion => self.completion_body(stream),
+            RequestKind::Embedding => self.embedding_body(),
+            RequestKind::UnknownModel => self.chat_body(UNKNOWN_MODEL, false),
+            RequestKind::MalformedBody => {
+                let cut =
+                    br#"{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "cut sh"#;
+                return PlannedRequest {
+                    kind,
+                    endpoint: kind.endpoint(),
+                    stream: false,
+                    body: Bytes::from_static(cut),
+                };
+            }
+        };
+        PlannedRequest {
+            kind,
+            endpoint: kind.endpoint(),
+            stream,
+            body: Bytes::from(body.to_string()),
+        }
+    }
+
+    fn draw_kind(&mut self) -> RequestKind {
+        let mut ticket = self.rng.u32(0..self.weights.total());
+        for kind in RequestKind::ALL {
+            let weight = self.weights.weight(kind);
+            if ticket < weight {
+                return kind;
+            }
+            ticket -= weight;
+        }
+        unreachable!("the ticket is below the total of the weights")
+    }
+
+    fn chat_body(&mut self, model: &str, stream: bool) -> Value {
+        let mut messages = Vec::with_capacity(2);
+        if self.rng.f64() < 0.3 {
+            messages.push(json!({"role": "system", "content": "You are a concise assistant."}));
+        }
+        messages.push(json!({"role": "user", "content": self.prompt()}));
+        let mut body = json!({
+            "model": model,
+            "messages": messages,
+            "max_tokens": self.max_tokens(),
+        });
+        if stream {
+            body["stream"] = Value::Bool(true);
+            // Half of the streamed chats ask for usage themselves; for the other half the
+            // gateway asks on their behalf and strips the usage chunk, and both paths count.
+            if self.rng.bool() {
+                body["stream_options"] = json!({"include_usage": true});
+            }
+        }
+        body
+    }
+
+    fn completion_body(&mut self, stream: bool) -> Value {
+        let mut body = json!({
+            "model": COMPLETION_MODEL,
+            "prompt": self.prompt(),
+            "max_tokens": self.max_tokens(),
+        });
+        if stream {
+            body["stream"] = Value::Bool(true);
+        }
+        body
+    }
+
+    fn embedding_body(&mut self) -> Value {
+        let input = if self.rng.f64() < 0.7 {
+            Value::String(self.prompt())
+        } else {
+            let count = self.rng.usize(2..=8);
+            Value::Array((0..count).map(|_| Value::String(self.prompt())).collect())
+        };
+        let mut body = json!({"model": EMBEDDING_MODEL, "input": input});
+        if self.rng.bool() {
+            body["dimensions"] = json!(256);
+        }
+        body
+    }
+
+    /// Mostly short prompts, some paragraphs, a few long documents.
+    fn prompt(&mut self) -> String {
+        let words = match self.rng.u32(0..10) {
+            0..6 => self.rng.usize(4..=20),
+            6..9 => self.rng.usize(40..=200),
+            _ => self.rng.usize(400..=1200),
+        };
+        let mut prompt = String::with_capacity(words * 8);
+        for position in 0..words {
+            if position > 0 {
+                prompt.push(' ');
+            }
+            prompt.push_str(WORDS[self.rng.usize(..WORDS.len())]);
+        }
+        prompt
+    }
+
+    fn max_tokens(&mut self) -> u64 {
+        const CAPS: [u64; 6] = [16, 32, 64, 128, 256, 512];
+        CAPS[self.rng.usize(..CAPS.len())]
+    }
+}
+
+const WORDS: [&str; 32] = [
+    "gateway",
+    "latency",
+    "token",
+    "stream",
+    "upstream",
+    "model",
+    "request",
+    "answer",
+    "summary",
+    "explain",
+    "the",
+    "a",
+    "of",
+    "and",
+    "why",
+    "how",
+    "metrics",
+    "dashboard",
+    "alert",
+    "budget",
+    "error",
+    "rate",
+    "percentile",
+    "cost",
+    "prompt",
+    "completion",
+    "embedding",
+    "vector",
+    "search",
+    "document",
+    "quickly",
+    "briefly",
+];
+
+#[cfg(test)]
+#[path = "mix_tests.rs"]
+mod tests;

@@ -1,0 +1,202 @@
+//! Scenarios: steady traffic the whole time, with the mock upstream broken on purpose in the
+//! middle, so that an operator can watch an alert fire and resolve. Three phases: a baseline
+//! of healthy traffic, an [`Incident`] during which the mock's fault profile is patched, and a
+//! recovery after the profile is reset to its start-up state.
+//!
+//! The fault is cleared on every way out of the incident phase, a stop included: a demo
+//! interrupted mid-incident must not leave the stack failing.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::admin::MockAdmin;
+use crate::health::{self, Readiness};
+use crate::schedule;
+use crate::shutdown::{Stop, stop_pair};
+use crate::tally::{Summary, Tally};
+use crate::target::Target;
+use crate::traffic::{self, TrafficConfig};
+
+/// What breaks during the incident.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Incident {
+    /// A share of requests answered with an error status (the error-rate alerts).
+    Errors { rate: f64, status: u16 },
+    /// Every answer delayed (the latency and time-to-first-token alerts).
+    Slow { latency_ms: u64, jitter_ms: u64 },
+}
+
+impl Incident {
+    /// The patch sent to `PUT /admin/faults`.
+    pub fn patch(&self) -> Value {
+        match *self {
+            Self::Errors { rate, status } => json!({"error_rate": rate, "error_status": status}),
+            Self::Slow {
+                latency_ms,
+                jitter_ms,
+            } => json!({"latency_ms": latency_ms, "jitter_ms": jitter_ms}),
+        }
+    }
+}
+
+impl std::fmt::Display for Incident {
+    /// As in "incident started: 30% 500s".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Self::Errors { rate, status } => {
+                // Rounded to a tenth of a percent: 0.3 × 100 is 30.000000000000004.
+                let percent = (rate * 1000.0).round() / 10.0;
+                write!(f, "{percent}% {status}s")
+            }
+            Self::Slow {
+                latency_ms,
+                jitter_ms,
+            } => write!(f, "{latency_ms} ms ± {jitter_ms} ms before every answer"),
+        }
+    }
+}
+
+/// A whole scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScenarioConfig {
+    /// The steady traffic; its `duration` is ignored (the phases decide).
+    pub traffic: TrafficConfig,
+    /// The mock upstream's root URL, where `/admin/faults` lives.
+    pub mock_admin: String,
+    pub incident: Incident,
+    /// Healthy traffic before the incident.
+    pub baseline: Duration,
+    /// How long the fault stays in force.
+    pub incident_for: Duration,
+    /// Healthy traffic after the fault is cleared.
+    pub recovery: Duration,
+}
+
+/// Waits for the target's `/health`, then runs the phases with traffic throughout. Returns the
+/// traffic's summary; an error if the fault could not be set or cleared.
+pub async fn run(config: &ScenarioConfig, stop: Stop) -> anyhow::Result<Summary> {
+    schedule::period_for(config.traffic.rate)?;
+    let admin = MockAdmin::new(&config.mock_admin)?;
+    let target = Target::new(&config.traffic.target, config.traffic.request_timeout)?;
+    let wait = config.traffic.health_wait;
+    if health::wait_until_healthy(&target, wait, stop.clone()).await? == Readiness::Stopped {
+        tracing::info!("stopped before the target was healthy; nothing sent");
+        return Ok(Tally::new().summary());
+    }
+    // Fail now rather than after the baseline if the fault cannot be set.
+    let profile = admin
+        .show()
+        .await
+        .context("the mock upstream's admin API does not answer")?;
+    tracing::info!(%profile, "fault profile before the incident");
+
+    let (traffic_switch, traffic_stop) = stop_pair();
+    let traffic_config = TrafficConfig {
+        duration: None,
+        ..config.traffic.clone()
+    };
+    let traffic = tokio::spawn(async move { traffic::run(&traffic_config, traffic_stop).await });
+    let phases = run_phases(config, &admin, stop).await;
+    traffic_switch.stop();
+    let summary = traffic.await.context("the traffic task failed")??;
+    phases?;
+    Ok(summary)
+}
+
+async fn run_phases(
+    config: &ScenarioConfig,
+    admin: &MockAdmin,
+    mut stop: Stop,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let at = || format!("{:.1}", started.elapsed().as_secs_f64());
+    tracing::info!(t_s = %at(), seconds = config.baseline.as_secs_f64(), "baseline started");
+    if !hold(config.baseline, &mut stop).await {
+        tracing::info!(t_s = %at(), "stopped during the baseline; no fault was set");
+        return Ok(());
+    }
+
+    let incident = config.incident;
+    if let Err(error) = admin.set(&incident.patch()).await {
+        // The patch may have been applied even if its answer was lost: undo it to be safe.
+        clear(admin, &at()).await.ok();
+        return Err(error.context("could not start the incident"));
+    }
+    tracing::info!(t_s = %at(), seconds = config.incident_for.as_secs_f64(), "incident started: {incident}");
+    let interrupted = !hold(config.incident_for, &mut stop).await;
+    if interrupted {
+        tracing::warn!(t_s = %at(), "stopped during the incident; clearing the fault before exiting");
+    }
+    clear(admin, &at()).await?;
+    if interrupted {
+        return Ok(());
+    }
+
+    tracing::info!(t_s = %at(), seconds = config.recovery.as_secs_f64(), "recovery started");
+    if hold(config.recovery, &mut stop).await {
+        tracing::info!(t_s = %at(), "scenario finished");
+    } else {
+        tracing::info!(t_s = %at(), "stopped during the recovery");
+    }
+    Ok(())
+}
+
+/// Resets the mock's fault profile, logging the outcome either way.
+async fn clear(admin: &MockAdmin, at: &str) -> anyhow::Result<()> {
+    match admin.clear().await {
+        Ok(profile) => {
+            tracing::info!(t_s = %at, %profile, "incident cleared");
+            Ok(())
+        }
+        Err(error) => {
+            tracing::error!(
+                t_s = %at,
+                error = %format!("{error:#}"),
+                "could not clear the fault; run `mcp-loadgen faults clear` by hand"
+            );
+            Err(error.context("could not clear the incident's fault"))
+        }
+    }
+}
+
+/// Waits `phase` out; `false` if a stop came first.
+async fn hold(phase: Duration, stop: &mut Stop) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(phase) => true,
+        () = stop.stopped() => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_incident_patches_rate_and_status_and_reads_as_a_percentage() {
+        let incident = Incident::Errors {
+            rate: 0.3,
+            status: 500,
+        };
+        assert_eq!(
+            incident.patch(),
+            json!({"error_rate": 0.3, "error_status": 500})
+        );
+        assert_eq!(incident.to_string(), "30% 500s");
+    }
+
+    #[test]
+    fn a_slow_incident_patches_latency_and_jitter() {
+        let incident = Incident::Slow {
+            latency_ms: 4000,
+            jitter_ms: 1000,
+        };
+        assert_eq!(
+            incident.patch(),
+            json!({"latency_ms": 4000, "jitter_ms": 1000})
+        );
+        assert!(incident.to_string().starts_with("4000 ms"));
+    }
+}

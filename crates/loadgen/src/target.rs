@@ -1,0 +1,152 @@
+//! The system under load: the gateway (or the mock upstream directly), addressed by its root
+//! URL. Sends one planned request, reads the answer to its last byte (a stream to its end) and
+//! reports the [`Outcome`]; a failure of any kind becomes an outcome, never a panic or an error
+//! that stops the traffic.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use tokio::time::Instant;
+
+use crate::mix::PlannedRequest;
+use crate::sse::{StreamFault, StreamWatch};
+use crate::tally::Outcome;
+
+/// How long a TCP connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one health probe may take.
+const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A gateway root URL and a pooled client for it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    client: reqwest::Client,
+    root: String,
+}
+
+impl Target {
+    /// A target at `root` (e.g. `http://127.0.0.1:8080`); each request, stream included, may
+    /// take up to `request_timeout` to its last byte.
+    pub fn new(root: &str, request_timeout: Duration) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(request_timeout)
+            .build()?;
+        Ok(Self {
+            client,
+            root: root.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// The root URL, without a trailing slash.
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    /// The health URL the loadgen waits on.
+    pub fn health_url(&self) -> String {
+        format!("{}/health", self.root)
+    }
+
+    /// Probes `GET /health` once: `Ok` on a 200, else what went wrong.
+    pub async fn probe_health(&self) -> Result<(), String> {
+        let response = self
+            .client
+            .get(self.health_url())
+            .timeout(HEALTH_PROBE_TIMEOUT)
+            .send()
+            .await
+            .map_err(|error| describe(&error))?;
+        match response.status().as_u16() {
+            200 => Ok(()),
+            status => Err(format!("answered {status}")),
+        }
+    }
+
+    /// Sends `request` and reads the answer to its end.
+    pub async fn send(&self, request: &PlannedRequest) -> Outcome {
+        let started = Instant::now();
+        let sent = self
+            .client
+            .post(format!("{}{}", self.root, request.endpoint.path()))
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(request.body.clone())
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::debug!(endpoint = request.endpoint.path(), error = %describe(&error), "request failed");
+                return Outcome {
+                    endpoint: request.endpoint,
+                    status: None,
+                    latency: started.elapsed(),
+                    stream: None,
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        let is_event_stream = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("text/event-stream"));
+        let stream = if request.stream && status == 200 && is_event_stream {
+            Some(read_stream(response).await)
+        } else {
+            drain(response, request).await;
+            None
+        };
+        if let Some(Err(fault)) = stream {
+            tracing::debug!(endpoint = request.endpoint.path(), ?fault, "stream broke");
+        }
+        Outcome {
+            endpoint: request.endpoint,
+            status: Some(status),
+            latency: started.elapsed(),
+            stream,
+        }
+    }
+}
+
+/// Reads a streamed answer to its end and judges how it ended.
+async fn read_stream(response: reqwest::Response) -> Result<(), StreamFault> {
+    let mut watch = StreamWatch::default();
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(chunk) => watch.feed(&chunk),
+            Err(error) => {
+                tracing::debug!(error = %describe(&error), "stream read failed");
+                return Err(StreamFault::ReadFailed);
+            }
+        }
+    }
+    watch.finish().map(|_events| ())
+}
+
+/// Reads a plain answer to its last byte, without keeping it.
+async fn drain(response: reqwest::Response, request: &PlannedRequest) {
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        if let Err(error) = chunk {
+            // The status is already known and counted; only the latency is cut short.
+            tracing::debug!(endpoint = request.endpoint.path(), error = %describe(&error), "answer read failed");
+            return;
+        }
+    }
+}
+
+/// A reqwest error with its causes: "error sending request" alone says little, the cause
+/// ("Connection refused") says what to fix.
+pub(crate) fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
