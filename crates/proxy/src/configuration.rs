@@ -80,7 +80,7 @@ pub struct UpstreamSettings {
     pub stream_idle_timeout_secs: u64,
     pub pool_idle_timeout_secs: u64,
     pub pool_max_idle_per_host: usize,
-    /// Consecutive failed attempts after which the upstream counts as down.
+    /// Consecutive attempts that could not reach the upstream after which it counts as down.
     pub unhealthy_after: u32,
     /// How often the upstream's model list is fetched to learn whether it is up; 0 disables.
     pub health_check_interval_secs: u64,

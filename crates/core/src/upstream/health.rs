@@ -1,7 +1,10 @@
 //! Whether an upstream is up, as far as the gateway knows.
 //!
-//! Passive: consecutive failed attempts (no connection, timeouts, 5xx) mark it down, and any
-//! answer below 500 marks it up again. An active probe feeds the same state, so an upstream
+//! Passive: consecutive attempts that could not reach it (no connection, timeouts) mark it
+//! down, and any answer marks it up again. An upstream answering 5xx is up but failing: that
+//! is the upstream error-rate alert's business, and taking every gateway out of rotation
+//! (`/ready`) because one upstream has a bad minute would turn a partial outage into a full
+//! one. An active probe feeds the same state, so an upstream
 //! marked down is noticed when it recovers even if no traffic reaches it.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -35,7 +38,7 @@ impl UpstreamHealth {
         self.down.load(Ordering::Relaxed)
     }
 
-    /// An answer below 500 arrived.
+    /// The upstream answered.
     pub fn record_success(&self) {
         // Loads first: on the hot path nothing changes, and a plain load does not contend.
         if self.failures.load(Ordering::Relaxed) != 0 {
@@ -47,7 +50,7 @@ impl UpstreamHealth {
         }
     }
 
-    /// An attempt failed in a way that says the upstream is unwell.
+    /// An attempt could not reach the upstream.
     pub fn record_failure(&self) {
         let failures = self
             .failures

@@ -115,7 +115,8 @@ pub struct UpstreamOptions {
     pub request_timeout: Duration,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
-    /// Consecutive failed attempts after which the upstream is considered down.
+    /// Consecutive attempts that could not reach the upstream (connection failures,
+    /// timeouts) after which it is considered down.
     pub unhealthy_after: u32,
 }
 
@@ -250,15 +251,12 @@ impl UpstreamClient {
     }
 
     /// Asks the upstream for its model list, to learn whether it is reachable. Any answer
-    /// below 500 means it is (a 401 still proves the server is there).
+    /// means it is (a 401 or a 503 still proves the server is there).
     pub async fn probe(&self, timeout: Duration) -> Result<(), UpstreamError> {
         let request = self.request(Method::GET, &self.models_uri, Bytes::new());
         match timeout_at(Instant::now() + timeout, self.http.request(request)).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Err(e)) => Err(UpstreamError::from_send(e)),
-            Ok(Ok(r)) if r.status().is_server_error() => {
-                Err(UpstreamError::Status(r.status().as_u16()))
-            }
             Ok(Ok(_)) => Ok(()),
         }
     }

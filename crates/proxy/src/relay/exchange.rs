@@ -112,11 +112,9 @@ impl Exchange {
         };
         let upstream = &self.state.upstream;
         match outcome {
-            Outcome::Success | Outcome::ClientError | Outcome::RateLimited => {
-                upstream.health().record_success();
-            }
+            Outcome::Timeout | Outcome::ConnectError => upstream.health().record_failure(),
             Outcome::Cancelled => {}
-            _ => upstream.health().record_failure(),
+            _ => upstream.health().record_success(),
         }
         if let Some(model) = self.model {
             self.state.metrics.upstream.record_attempt(
