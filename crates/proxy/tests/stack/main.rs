@@ -1,4 +1,6 @@
-//! Tests of the repository's deployment files.
+//! Tests of the repository's deployment files: dashboards, compose, and the whole stack end to end.
 
+mod compose;
 mod dashboard_lint;
 mod dashboards;
+mod e2e;
