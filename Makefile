@@ -7,7 +7,7 @@ export MCP_REVISION := $(REVISION)
 PROXY_LISTEN ?= 127.0.0.1:8080
 MOCK_LISTEN ?= 127.0.0.1:8081
 
-.PHONY: help run build release test lint fmt deps check-monitoring clean
+.PHONY: help run up down build release test lint fmt deps check-monitoring clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -16,6 +16,12 @@ run: release ## Run the mock upstream (:8081) and the gateway (:8080) in the for
 	@set -m; trap 'kill $$mock 2>/dev/null; wait $$mock 2>/dev/null' EXIT; \
 	target/release/mcp-mock-upstream --listen $(MOCK_LISTEN) & mock=$$!; \
 	target/release/mcp-proxy --config deploy/mcp-server.yaml --listen $(PROXY_LISTEN)
+
+up: ## Start the compose stack in the background (gateway, mock, loadgen, Prometheus, Alertmanager, Grafana)
+	docker compose up -d --build
+
+down: ## Stop the compose stack and delete its volumes
+	docker compose down -v
 
 build: ## Debug build of every crate
 	$(CARGO) build --workspace --all-targets
