@@ -143,6 +143,8 @@ impl MockUpstream {
         // A client that closes its side is gone: its handler is dropped, which is what ends a
         // hung request and counts a cancelled stream.
         .h1_allow_half_closed(false)
+        // Events and small answers leave at once instead of waiting for the client's delayed ACK.
+        .tcp_nodelay(true)
         .workers(options.workers.max(1))
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)

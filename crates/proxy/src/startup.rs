@@ -141,6 +141,8 @@ impl Application {
         // A client that closes its side is gone: stop its request, and with it the upstream
         // attempt, instead of waiting for an answer nobody will read.
         .h1_allow_half_closed(false)
+        // Events and small answers leave at once instead of waiting for the client's delayed ACK.
+        .tcp_nodelay(true)
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
         .listen(listener)?
         .run();

@@ -24,6 +24,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use secrecy::{ExposeSecret, SecretString};
+use thread_local::ThreadLocal;
 use tokio::time::{Instant, timeout_at};
 use url::Url;
 
@@ -121,13 +122,19 @@ pub struct UpstreamOptions {
 }
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+type Connector = HttpsConnector<HttpConnector>;
 
 /// A pooled client for one upstream. Cheap to share: clone the `Arc` it lives in.
 #[derive(Debug)]
 pub struct UpstreamClient {
     id: UpstreamId,
     name: Arc<str>,
-    http: HttpClient,
+    /// One pool per thread. hyper drives a connection on the runtime that opened it; shared
+    /// between actix workers (each its own single-threaded runtime), a connection opened by
+    /// one thread would make every request that reuses it hop threads twice.
+    http: ThreadLocal<HttpClient>,
+    connector: Connector,
+    pool: hyper_util::client::legacy::Builder,
     base_url: Url,
     /// Endpoint URIs, parsed once; cloning one is a reference-count increment.
     uris: [Uri; 3],
@@ -192,16 +199,17 @@ impl UpstreamClient {
             .enable_http1()
             .enable_http2()
             .wrap_connector(tcp);
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(options.pool_idle_timeout)
+        let mut pool = Client::builder(TokioExecutor::new());
+        pool.pool_idle_timeout(options.pool_idle_timeout)
             .pool_max_idle_per_host(options.pool_max_idle_per_host)
             .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
+            .timer(TokioTimer::new());
         Ok(Self {
             id,
             name: options.name.into(),
-            http,
+            http: ThreadLocal::new(),
+            connector,
+            pool,
             base_url: base,
             uris,
             models_uri,
@@ -243,7 +251,7 @@ impl UpstreamClient {
         request
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        match timeout_at(deadline, self.http.request(request)).await {
+        match timeout_at(deadline, self.http().request(request)).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Err(e)) => Err(UpstreamError::from_send(e)),
             Ok(Ok(inner)) => Ok(UpstreamResponse { inner }),
@@ -254,11 +262,16 @@ impl UpstreamClient {
     /// means it is (a 401 or a 503 still proves the server is there).
     pub async fn probe(&self, timeout: Duration) -> Result<(), UpstreamError> {
         let request = self.request(Method::GET, &self.models_uri, Bytes::new());
-        match timeout_at(Instant::now() + timeout, self.http.request(request)).await {
+        match timeout_at(Instant::now() + timeout, self.http().request(request)).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Err(e)) => Err(UpstreamError::from_send(e)),
             Ok(Ok(_)) => Ok(()),
         }
+    }
+
+    /// This thread's pool.
+    fn http(&self) -> &HttpClient {
+        self.http.get_or(|| self.pool.build(self.connector.clone()))
     }
 
     /// A request to the upstream with the gateway's user agent and the API key.
