@@ -7,7 +7,7 @@ export MCP_REVISION := $(REVISION)
 PROXY_LISTEN ?= 127.0.0.1:8080
 MOCK_LISTEN ?= 127.0.0.1:8081
 
-.PHONY: help run up down build release test lint fmt deps check-monitoring clean
+.PHONY: help run up down build release test bench lint fmt deps check-monitoring clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ test: deps lint ## Everything CI checks: lint, unit, integration, config and end
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench: ## Side-by-side benchmark, direct vs through the gateway (~7 min): table on stdout, JSON in bench/results/
+	python3 bench/run.py
 
 check-monitoring: ## promtool and amtool: Prometheus config, rules, rule unit tests, Alertmanager config
 	./scripts/check-monitoring.sh
