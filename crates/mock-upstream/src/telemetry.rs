@@ -1,6 +1,8 @@
 //! Logging for the binary: human-readable or JSON lines, filtered by `RUST_LOG` (default
 //! `info`, so per-request lines, logged at debug, stay off unless asked for).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// The log line format.
@@ -15,7 +17,10 @@ pub enum LogFormat {
 /// Installs the global subscriber. A second call (as in tests) leaves the first in place.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        // Colour codes only for a terminal, not in `docker compose logs` or a log file.
+        .with_ansi(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none());
     let installed = match format {
         LogFormat::Pretty => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -24,7 +24,8 @@ async fn main() -> anyhow::Result<()> {
         writeln!(std::io::stdout(), "{settings:#?}")?;
         return Ok(());
     }
-    telemetry::init(&settings.log)?;
+    // Held to the end of `main`: dropping it writes out the log lines still queued.
+    let _log = telemetry::init(&settings.log)?;
     let secrets = Secrets::from_env(&settings);
     let app = Application::build(settings, secrets)?;
     app.run_until_stopped()

@@ -246,7 +246,7 @@ impl Drop for Exchange {
         tracing::info!(
             target: "mcp_proxy::access",
             endpoint = self.endpoint.route(),
-            model = %self.requested_model,
+            model = self.requested_model.as_str(),
             upstream = self.state.upstream.name(),
             // 499: the client closed the connection first (nginx's convention).
             status = if self.complete { self.status.unwrap_or(0) } else { 499 },

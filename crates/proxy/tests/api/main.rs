@@ -12,6 +12,7 @@
 mod endpoints;
 mod errors;
 mod helpers;
+mod logs;
 mod metrics;
 mod scrape;
 mod streaming;
