@@ -53,6 +53,7 @@ RESULTS = BENCH / "results"
 FIXTURES = ROOT / "crates" / "mock-upstream" / "fixtures"
 PROXY_BIN = ROOT / "target" / "release" / "mcp-proxy"
 MOCK_BIN = ROOT / "target" / "release" / "mcp-mock-upstream"
+FORWARDER_BIN = ROOT / "target" / "release" / "examples" / "bare_forwarder"
 CHAT_PATH = "/v1/chat/completions"
 
 PROXY_CPU = 0  # the gateway under test (and the reference nginx reverse proxy)
@@ -666,7 +667,9 @@ def build(skip: bool) -> None:
         # workspace does not stop it.
         log("cargo build --release --bins -p mcp-proxy -p mcp-mock-upstream")
         subprocess.run(["cargo", "build", "--release", "--bins", "-p", "mcp-proxy", "-p", "mcp-mock-upstream"], cwd=ROOT, check=True)
-    for binary in (PROXY_BIN, MOCK_BIN):
+        log("cargo build --release -p mcp-proxy --example bare_forwarder")
+        subprocess.run(["cargo", "build", "--release", "-p", "mcp-proxy", "--example", "bare_forwarder"], cwd=ROOT, check=True)
+    for binary in (PROXY_BIN, MOCK_BIN, FORWARDER_BIN):
         if not binary.exists():
             raise RuntimeError(f"{binary} not found")
 
@@ -790,6 +793,26 @@ def start_proxy(procs: Processes, tmp: Path, name: str, upstream: str, level: st
     return port, proc, log_path
 
 
+def start_forwarder(procs: Processes, tmp: Path, upstream_root: str) -> tuple[int, subprocess.Popen]:
+    """The bare actix-web + reqwest forwarder (crates/proxy/examples/bare_forwarder.rs) on CPU 0."""
+    port = free_port()
+    log_path = tmp / "forwarder.log"
+    proc = procs.start(
+        "forwarder",
+        ["taskset", "-c", str(PROXY_CPU), str(FORWARDER_BIN), f"127.0.0.1:{port}", upstream_root],
+        log_path=log_path,
+    )
+    deadline = time.monotonic() + 10
+    while True:  # it has no health endpoint: wait until it accepts connections
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return port, proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the bare forwarder did not start; see {log_path}")
+            time.sleep(0.05)
+
+
 def check_answers(json_ports: dict[str, int], stream_ports: dict[str, int]) -> None:
     """Each side answers 200 with the fixture, so the runs compare like with like."""
     request = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -882,7 +905,7 @@ def build_report(res: dict) -> str:
     p = res["params"]
     L.append(
         f"- runs: wrk -t1, {p['duration_s']} s measured after {p['warmup_s']} s warm-up, {p['reps']} repetitions per side interleaved "
-        f"(direct, nginx proxy, proxy, proxy+access log, then the reverse order), medians shown; request body "
+        f"(direct, nginx proxy, proxy, proxy+access log, bare forwarder, then the reverse order), medians shown; request body "
         f"{res['request_body_bytes']} B, answer = chat_completion.json fixture served by nginx `return 200`"
     )
     L.append(
@@ -1039,6 +1062,33 @@ def build_report(res: dict) -> str:
         "the nginx proxy, and CPU per request, are the fairer yardsticks."
     )
     L.append("")
+    f, vf = s["forwarder"], s["vs_forwarder"]
+    L.append(
+        f"**Gateway vs a bare actix-web + reqwest forwarder** (crates/proxy/examples/bare_forwarder.rs: the body read whole, "
+        f"posted with one pooled reqwest client, status, content type and body relayed, one counter; no validation, "
+        f"accounting, histograms or logs; 1 worker on CPU {PROXY_CPU} like the gateway, same upstream, same load):"
+    )
+    L.append("")
+    L.append("| measurement | bare forwarder | proxy | proxy vs forwarder | proxy + access log | +log vs forwarder |")
+    L.append("|---|---:|---:|---:|---:|---:|")
+    L.append(
+        f"| 64 conn: requests/s (ratio to direct) | {fmt(f['c64']['rps'])} ({vf['forwarder_rps_ratio_c64_vs_direct']:.2f}x) | "
+        f"{fmt(w['c64']['rps'])} ({w['c64']['rps'] / d['c64']['rps']:.2f}x) | {vf['proxy']['rps_ratio_c64']:.2f}x | "
+        f"{fmt(i['c64']['rps'])} ({i['c64']['rps'] / d['c64']['rps']:.2f}x) | {vf['proxy_log']['rps_ratio_c64']:.2f}x |"
+    )
+    L.append(
+        f"| CPU per request, 64 conn (µs) | {fmt(f['cpu_us_per_req_c64'], 1)} | {fmt(w['cpu_us_per_req_c64'], 1)} | "
+        f"{vf['proxy']['cpu_ratio_c64']:.2f}x | {fmt(i['cpu_us_per_req_c64'], 1)} | {vf['proxy_log']['cpu_ratio_c64']:.2f}x |"
+    )
+    L.append(
+        f"| 1 conn: added latency p50 (µs) | {signed(vf['forwarder_added_p50_us_c1'])} | {signed(w['c1']['p50'] - d['c1']['p50'])} | "
+        f"{signed(vf['proxy']['p50_diff_us_c1'])} | {signed(i['c1']['p50'] - d['c1']['p50'])} | {signed(vf['proxy_log']['p50_diff_us_c1'])} |"
+    )
+    L.append(
+        f"| peak RSS after 64 conn (MB) | {fmt(f['rss_peak_mb_after_c64'], 1)} | {fmt(w['rss_peak_mb_after_c64'], 1)} | | "
+        f"{fmt(i['rss_peak_mb_after_c64'], 1)} | |"
+    )
+    L.append("")
     if stalls:
         stalled_runs = []
         for side, by_conc in res["wrk_runs"].items():
@@ -1157,13 +1207,15 @@ def main() -> int:
         pref_port, pref_proc, _ = start_proxy(procs, tmp, "proxy_stream_ref", f"http://127.0.0.1:{ref_port}/v1", "warn")
         psse_port, psse_proc, _ = start_proxy(procs, tmp, "proxy_sse", f"http://127.0.0.1:{nginx_sse}/v1", "warn")
         nproxy_port, nproxy_sse_port, nproxy_proc = start_nginx_proxy(procs, tmp, nginx_json, ref_port)
+        fwd_port, fwd_proc = start_forwarder(procs, tmp, f"http://127.0.0.1:{nginx_json}")
         SCHED.pids = [p.pid for _, p in procs.procs]
         log(f"nginx :{nginx_json} (json) :{nginx_sse} (sse), mock :{mock_port}, reference SSE :{ref_port}, "
             f"gateways :{proxy_port} (warn) :{plog_port} (info) :{pstream_port} (mock) :{pref_port} (ref) :{psse_port} (sse), "
             f"nginx reverse proxy :{nproxy_port} (json) :{nproxy_sse_port} (ref)")
 
         check_answers(
-            {"nginx": nginx_json, "proxy": proxy_port, "proxy_log": plog_port, "nginx_proxy": nproxy_port},
+            {"nginx": nginx_json, "proxy": proxy_port, "proxy_log": plog_port, "nginx_proxy": nproxy_port,
+             "forwarder": fwd_port},
             {"mock": mock_port, "proxy_stream": pstream_port, "ref": ref_port, "proxy_stream_ref": pref_port,
              "nginx_proxy_stream_ref": nproxy_sse_port},
         )
@@ -1177,8 +1229,9 @@ def main() -> int:
             "proxy_stream_ref": thread_affinity(pref_proc.pid),
             "proxy_sse": thread_affinity(psse_proc.pid),
             "nginx_proxy": tree_affinity(nproxy_proc.pid),
+            "forwarder": thread_affinity(fwd_proc.pid),
         }
-        on_proxy_cpu = {k for k in pins if k.startswith("proxy") or k == "nginx_proxy"}
+        on_proxy_cpu = {k for k in pins if k.startswith("proxy") or k in ("nginx_proxy", "forwarder")}
         res["pinning"] = pins
         res["proxy_threads"] = thread_names(proxy_proc.pid)
         ok_pins = all(set(v) == {str(PROXY_CPU)} for k, v in pins.items() if k in on_proxy_cpu) and all(
@@ -1199,6 +1252,7 @@ def main() -> int:
             "nginx_proxy": {"port": nproxy_port, "proc": nproxy_proc, "kind": "nginx"},
             "proxy": {"port": proxy_port, "proc": proxy_proc, "kind": "gateway"},
             "proxy_log": {"port": plog_port, "proc": plog_proc, "kind": "gateway"},
+            "forwarder": {"port": fwd_port, "proc": fwd_proc, "kind": "forwarder"},
         }
         runs: dict = {side: {"c1": [], "c64": []} for side in sides}
         rss_after_c64: dict = {}
@@ -1245,6 +1299,8 @@ def main() -> int:
                         r["vm_rss_kb"] = status_kb(proc.pid, "VmRSS")
                     elif kind == "nginx":
                         r["vm_hwm_kb"] = nginx_worker_hwm_kb(proc.pid)
+                    elif kind == "forwarder":
+                        r["vm_hwm_kb"] = status_kb(proc.pid, "VmHWM")
                     r["cpu_busy_pct"] = cpu_busy(sys0, sys1)
                     # Who used the CPUs: ours (gateway or nginx proxy on 0; wrk + nginx on 1) and everything else.
                     ours0 = 100.0 * r.get("proxy_cpu_s", 0.0) / wall
@@ -1264,7 +1320,7 @@ def main() -> int:
                         f"p50 {r['latency_us']['p50']} µs, p99 {r['latency_us']['p99']} µs{extra}; CPU % {r['cpu_share_pct']}")
             if conc == 64:
                 for side, info in sides.items():
-                    if info["kind"] == "gateway":
+                    if info["kind"] in ("gateway", "forwarder"):
                         rss_after_c64[side] = status_kb(info["proc"].pid, "VmHWM")
                     elif info["kind"] == "nginx":
                         rss_after_c64[side] = nginx_worker_hwm_kb(info["proc"].pid)
@@ -1326,6 +1382,7 @@ def main() -> int:
             "proxy_stream_ref": status_kb(pref_proc.pid, "VmHWM"),
             "proxy_sse": status_kb(psse_proc.pid, "VmHWM"),
             "nginx_proxy": nginx_worker_hwm_kb(nproxy_proc.pid),  # the worker
+            "forwarder": status_kb(fwd_proc.pid, "VmHWM"),
         }
         res["rss_peak_after_c64_kb"] = rss_after_c64
         access_lines = sum(1 for line in plog_path.open(errors="replace") if "mcp_proxy::access" in line)
@@ -1407,6 +1464,21 @@ def main() -> int:
             "cpu_ratio_c1": g["cpu_us_per_req_c1"] / nx["cpu_us_per_req_c1"],
         }
     summary["vs_nginx_proxy"] = vs_nginx
+    # The yardstick the throughput target names: a bare actix-web + reqwest forwarder.
+    fw = summary["forwarder"]
+    summary["vs_forwarder"] = {
+        "forwarder_rps_ratio_c64_vs_direct": fw["c64"]["rps"] / summary["direct"]["c64"]["rps"],
+        "forwarder_cpu_us_per_req_c64": fw["cpu_us_per_req_c64"],
+        "forwarder_added_p50_us_c1": fw["c1"]["p50"] - summary["direct"]["c1"]["p50"],
+        **{
+            side: {
+                "rps_ratio_c64": summary[side]["c64"]["rps"] / fw["c64"]["rps"],
+                "cpu_ratio_c64": summary[side]["cpu_us_per_req_c64"] / fw["cpu_us_per_req_c64"],
+                "p50_diff_us_c1": summary[side]["c1"]["p50"] - fw["c1"]["p50"],
+            }
+            for side in ("proxy", "proxy_log")
+        },
+    }
     summary["stream"] = {}
     for upstream, entry in res["stream"].items():
         so = entry["overhead_metric_sequential"]
