@@ -78,6 +78,9 @@ pub struct UpstreamSettings {
     pub request_timeout_secs: u64,
     /// A stream that sends nothing for this long is ended with an error event.
     pub stream_idle_timeout_secs: u64,
+    /// The largest plain answer, or single stream event, read from the upstream; a larger
+    /// one becomes a 502 (or ends the stream with an error event).
+    pub max_response_bytes: usize,
     pub pool_idle_timeout_secs: u64,
     pub pool_max_idle_per_host: usize,
     /// Consecutive attempts that could not reach the upstream after which it counts as down.
@@ -96,6 +99,7 @@ impl Default for UpstreamSettings {
             connect_timeout_ms: 5_000,
             request_timeout_secs: 600,
             stream_idle_timeout_secs: 60,
+            max_response_bytes: 128 * 1024 * 1024,
             pool_idle_timeout_secs: 90,
             pool_max_idle_per_host: 1024,
             unhealthy_after: 3,
@@ -234,6 +238,10 @@ impl Settings {
         positive(
             "upstream.unhealthy_after",
             self.upstream.unhealthy_after.into(),
+        )?;
+        positive(
+            "upstream.max_response_bytes",
+            self.upstream.max_response_bytes as u64,
         )?;
         for (path, url) in [
             ("upstream.base_url", self.upstream.base_url.as_ref()),

@@ -50,6 +50,10 @@ impl ApiError {
                 "The connection to the upstream broke before the answer was complete.".into()
             }
             UpstreamError::Status(s) => format!("The upstream failed with status {s}.").into(),
+            UpstreamError::TooLarge { limit } => format!(
+                "The upstream's answer was larger than the gateway's limit of {limit} bytes."
+            )
+            .into(),
         };
         Self::new(e.error_type(), message)
     }

@@ -103,6 +103,7 @@ impl Application {
             metrics: metrics.clone(),
             max_body_bytes: settings.server.max_body_bytes,
             stream_idle_timeout: settings.upstream.stream_idle_timeout(),
+            max_response_bytes: settings.upstream.max_response_bytes,
             models_body,
         });
 

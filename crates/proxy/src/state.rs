@@ -16,6 +16,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
     pub stream_idle_timeout: Duration,
+    /// The largest plain answer, or stream event, read from the upstream.
+    pub max_response_bytes: usize,
     /// `GET /v1/models`, rendered once.
     pub models_body: Bytes,
 }

@@ -18,6 +18,9 @@ pub enum UpstreamError {
     Interrupted(#[source] Cause),
     #[error("the upstream answered {0}")]
     Status(u16),
+    /// The answer was larger than the gateway holds in memory; reading stopped at the limit.
+    #[error("the upstream's answer exceeded {limit} bytes")]
+    TooLarge { limit: usize },
 }
 
 impl UpstreamError {
@@ -46,6 +49,7 @@ impl UpstreamError {
             UpstreamError::Connect(_) => Outcome::ConnectError,
             UpstreamError::Interrupted(_) => Outcome::StreamInterrupted,
             UpstreamError::Status(s) => Outcome::from_status(*s),
+            UpstreamError::TooLarge { .. } => Outcome::Malformed,
         }
     }
 
@@ -56,6 +60,7 @@ impl UpstreamError {
                 ErrorType::UpstreamUnavailable
             }
             UpstreamError::Status(_) => ErrorType::UpstreamServerError,
+            UpstreamError::TooLarge { .. } => ErrorType::UpstreamMalformed,
         }
     }
 }

@@ -15,9 +15,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, USER_AGENT};
+use http::header::{
+    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, USER_AGENT,
+};
 use http::{Method, Request, Response, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -313,11 +315,22 @@ impl UpstreamResponse {
             .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
     }
 
-    /// Reads the whole body, at most until `deadline`.
-    pub async fn body(self, deadline: Instant) -> Result<Bytes, UpstreamError> {
-        match timeout_at(deadline, self.inner.into_body().collect()).await {
+    /// Reads the whole body, at most until `deadline` and at most `limit` bytes: a larger
+    /// answer (announced or not) is refused as soon as it is known to be too large.
+    pub async fn body(self, deadline: Instant, limit: usize) -> Result<Bytes, UpstreamError> {
+        let announced = self
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if announced.is_some_and(|len| len > limit as u64) {
+            return Err(UpstreamError::TooLarge { limit });
+        }
+        let body = Limited::new(self.inner.into_body(), limit);
+        match timeout_at(deadline, body.collect()).await {
             Err(_) => Err(UpstreamError::Timeout),
-            Ok(Err(e)) => Err(UpstreamError::Interrupted(e.into())),
+            Ok(Err(e)) if e.is::<LengthLimitError>() => Err(UpstreamError::TooLarge { limit }),
+            Ok(Err(e)) => Err(UpstreamError::Interrupted(e)),
             Ok(Ok(body)) => Ok(body.to_bytes()),
         }
     }

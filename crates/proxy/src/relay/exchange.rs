@@ -222,7 +222,6 @@ impl Drop for Exchange {
     fn drop(&mut self) {
         let metrics = self.state.metrics.clone();
         let gateway = &metrics.gateway;
-        gateway.active_connections.dec();
         if self.attempt.is_some() {
             self.end_attempt(Outcome::Cancelled);
         }
@@ -243,6 +242,9 @@ impl Drop for Exchange {
             gateway.observe_overhead(self.endpoint, self.stream, overhead);
         }
         let usage = self.settle_usage().unwrap_or_default();
+        // Last of the metrics: once the in-flight gauge is back down, every counter of this
+        // request is settled, so a scrape never sees one without the other.
+        gateway.active_connections.dec();
         tracing::info!(
             target: "mcp_proxy::access",
             endpoint = self.endpoint.route(),

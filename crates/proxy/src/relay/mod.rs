@@ -93,7 +93,7 @@ async fn proxy(
         });
     }
     let headers = relayed_headers(state, &response);
-    let body = match response.body(deadline).await {
+    let body = match response.body(deadline, state.max_response_bytes).await {
         Ok(body) => body,
         Err(e) => return Err(attempt_failed(exchange, sent, &e)),
     };

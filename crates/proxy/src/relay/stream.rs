@@ -84,11 +84,13 @@ pub(super) fn respond(
         // Tells buffering reverse proxies in front of the gateway not to hold events back.
         .insert_header(("x-accel-buffering", HeaderValue::from_static("no")));
     let idle_timeout = exchange.state().stream_idle_timeout;
+    let max_event_bytes = exchange.state().max_response_bytes;
     exchange.worked(began.elapsed());
     builder.streaming(SseRelay {
         chunks: Box::pin(upstream.into_chunks()),
         idle: Box::pin(tokio::time::sleep(idle_timeout)),
         idle_timeout,
+        max_event_bytes,
         splitter: EventSplitter::new(),
         exchange,
         strip_usage,
@@ -103,6 +105,8 @@ struct SseRelay {
     /// Fires when the upstream has sent nothing for `idle_timeout`.
     idle: Pin<Box<tokio::time::Sleep>>,
     idle_timeout: Duration,
+    /// An event still incomplete beyond this many bytes ends the stream.
+    max_event_bytes: usize,
     splitter: EventSplitter,
     exchange: Exchange,
     strip_usage: bool,
@@ -116,6 +120,7 @@ enum Break {
     MalformedEvent,
     UpstreamErrorEvent,
     Truncated,
+    EventTooLarge(usize),
 }
 
 impl Stream for SseRelay {
@@ -141,7 +146,12 @@ impl Stream for SseRelay {
                     let arrived = Instant::now();
                     let deadline = tokio::time::Instant::from_std(arrived) + this.idle_timeout;
                     this.idle.as_mut().reset(deadline);
-                    let out = this.relay(chunk);
+                    let mut out = this.relay(chunk);
+                    if !this.finished && this.splitter.pending().len() > this.max_event_bytes {
+                        let before = out.take().unwrap_or_default();
+                        let limit = this.max_event_bytes;
+                        out = Some(this.cut_short(before, Break::EventTooLarge(limit)));
+                    }
                     this.exchange.worked(arrived.elapsed());
                     if let Some(out) = out {
                         return Poll::Ready(Some(Ok(out)));
@@ -250,6 +260,10 @@ impl SseRelay {
             Break::Truncated => (
                 "The upstream ended the stream in the middle of an event.".to_owned(),
                 Outcome::StreamInterrupted,
+            ),
+            Break::EventTooLarge(limit) => (
+                format!("The upstream sent an event larger than {limit} bytes."),
+                Outcome::Malformed,
             ),
         };
         let state = self.exchange.state();

@@ -334,3 +334,55 @@ async fn an_unparseable_upstream_body_gives_502() {
     );
     assert_eq!(m.get("mcp_server_token_usage_total", &[]), 0.0);
 }
+
+/// What `mcp_server_upstream_requests_total{outcome="malformed"}` and the client see when an
+/// answer is over `upstream.max_response_bytes`.
+async fn assert_refused_as_too_large(app: &TestApp, limit: usize) {
+    let response = app.chat(&chat_body(CHAT_MODEL)).await;
+    let error = openai_error(response, 502).await;
+    assert_eq!(error["code"], "upstream_malformed");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains(&format!("{limit} bytes")), "{message}");
+    assert_eq!(
+        errors_counted(app, "upstream_malformed", "/v1/chat/completions").await,
+        1.0
+    );
+    let attempts = app.scrape().await;
+    let malformed = [("outcome", "malformed")];
+    assert_eq!(
+        attempts.get("mcp_server_upstream_requests_total", &malformed),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn an_answer_announced_larger_than_the_limit_gives_502() {
+    // The mock's answers carry a content-length of several hundred bytes.
+    let mut options = Spawn::default();
+    options.settings.upstream.max_response_bytes = 100;
+    let app = spawn(options).await;
+    assert_refused_as_too_large(&app, 100).await;
+}
+
+#[tokio::test]
+async fn an_unannounced_answer_is_cut_off_at_the_limit_with_a_502() {
+    // Chunked, no length: four chunks of 100 bytes against a limit of 250.
+    let chunk = vec![b' '; 100];
+    let upstream = raw_upstream("application/json", vec![chunk; 4]).await;
+    let mut options = Spawn::default();
+    options.upstream = Some(upstream);
+    options.settings.upstream.max_response_bytes = 250;
+    let app = spawn(options).await;
+    assert_refused_as_too_large(&app, 250).await;
+
+    // The same answer within the limit is read whole (and, being blank, refused as not JSON).
+    let mut options = Spawn::default();
+    options.upstream = Some(raw_upstream("application/json", vec![vec![b' '; 100]; 4]).await);
+    options.settings.upstream.max_response_bytes = 400;
+    let app = spawn(options).await;
+    let error = openai_error(app.chat(&chat_body(CHAT_MODEL)).await, 502).await;
+    assert_eq!(
+        error["message"],
+        "The upstream's answer was not valid JSON."
+    );
+}

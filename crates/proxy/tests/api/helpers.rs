@@ -35,6 +35,8 @@ pub struct Spawn {
     pub secrets: Secrets,
     /// Point the gateway at a closed port instead of the mock.
     pub unreachable_upstream: bool,
+    /// Point the gateway at this API root instead of the mock (see [`raw_upstream`]).
+    pub upstream: Option<String>,
 }
 
 impl Default for Spawn {
@@ -72,6 +74,7 @@ impl Default for Spawn {
             settings,
             secrets: Secrets::default(),
             unreachable_upstream: false,
+            upstream: None,
         }
     }
 }
@@ -91,7 +94,9 @@ pub async fn spawn(mut options: Spawn) -> TestApp {
         .expect("the mock binds");
     let mock_url = mock.base_url();
     tokio::spawn(mock.run());
-    let upstream = if options.unreachable_upstream {
+    let upstream = if let Some(upstream) = options.upstream.take() {
+        upstream
+    } else if options.unreachable_upstream {
         let closed = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = closed.local_addr().unwrap().port();
         drop(closed);
@@ -231,4 +236,68 @@ pub fn chat_body(model: &str) -> Value {
         "messages": [{"role": "user", "content": "Say something about the gateway."}],
         "max_tokens": 20
     })
+}
+
+/// An upstream stub below HTTP libraries, for answers the mock does not give: it answers every
+/// request 200 with `content_type` and `Transfer-Encoding: chunked`, sends each of `chunks` as
+/// one HTTP chunk (and one TCP write), ends the body, and keeps the connection. Returns its API
+/// root.
+pub async fn raw_upstream(content_type: &'static str, chunks: Vec<Vec<u8>>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let root = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let chunks = chunks.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    // One request at a time: read the head, then the body it announces.
+                    let complete = request_length(&request);
+                    if let Some(length) = complete {
+                        request.drain(..length);
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n"
+                        );
+                        if socket.write_all(head.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        for chunk in &chunks {
+                            let frame =
+                                [format!("{:x}\r\n", chunk.len()).as_bytes(), chunk, b"\r\n"]
+                                    .concat();
+                            if socket.write_all(&frame).await.is_err() {
+                                return;
+                            }
+                        }
+                        if socket.write_all(b"0\r\n\r\n").await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    root
+}
+
+/// The length of the first complete request in `buf` (head and `content-length` body).
+fn request_length(buf: &[u8]) -> Option<usize> {
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let body = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+    (buf.len() >= head_end + body).then_some(head_end + body)
 }

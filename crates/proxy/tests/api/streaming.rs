@@ -356,3 +356,26 @@ async fn legacy_completions_stream_too() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn an_event_growing_past_the_limit_ends_the_stream_with_an_error_event() {
+    let first = b"data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n".to_vec();
+    // An event that never ends: 5 pieces of 100 bytes, no blank line.
+    let mut pieces = vec![first];
+    pieces.push(b"data: {\"id\":\"c2\",\"choices\":[{\"delta\":{\"content\":\"".to_vec());
+    pieces.extend(std::iter::repeat_n(vec![b'x'; 100], 5));
+    let mut options = Spawn::default();
+    options.upstream = Some(raw_upstream("text/event-stream", pieces).await);
+    options.settings.upstream.max_response_bytes = 300;
+    let app = spawn(options).await;
+    let chunks = assert_ends_with_error_event(app.chat(&stream_body(CHAT_MODEL, 30)).await).await;
+    assert_eq!(
+        chunks.len(),
+        2,
+        "the complete event, then the error: {chunks:?}"
+    );
+    assert_eq!(chunks[0]["choices"][0]["delta"]["content"], "Hi");
+    let message = chunks[1]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("larger than 300 bytes"), "{message}");
+    assert_interruption_counted(&app, "malformed").await;
+}
