@@ -3,7 +3,7 @@
 //! Lines are formatted on the thread that logs them and written by a dedicated thread through
 //! a 64 KiB buffer that is flushed whenever the queue of lines runs empty. Under load one
 //! `write(2)` carries many lines instead of one each, and a slow reader of stdout (a full pipe
-//! to a log shipper) delays the writer thread, not the request path, until 128k lines are
+//! to a log shipper) delays the writer thread, not the request path, until 16k lines are
 //! queued; beyond that, logging threads wait rather than drop lines. The [`LogGuard`] flushes
 //! what is queued when it is dropped, at the end of `main`.
 //!
@@ -19,6 +19,9 @@ use crate::configuration::{LogFormat, LogSettings};
 
 /// Bytes gathered before a write when lines arrive faster than they are written.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+/// Lines queued for the writer before logging threads wait. The queue is allocated whole at
+/// start-up (about 40 bytes a line), so this is also its memory cost.
+const QUEUED_LINES: usize = 16 * 1024;
 
 /// Keeps the log writer thread alive; dropping it writes out the lines still queued.
 #[derive(Debug)]
@@ -32,6 +35,7 @@ pub fn init(log: &LogSettings) -> anyhow::Result<LogGuard> {
     let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&log.level))?;
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
+        .buffered_lines_limit(QUEUED_LINES)
         .thread_name("mcp-log-writer")
         .finish(BufWriter::with_capacity(
             WRITE_BUFFER_BYTES,
