@@ -128,6 +128,8 @@ async fn respond(
         }
     };
     let mut response = HttpResponse::Ok();
+    // OpenAI's own request id, which support asks for and the gateway logs.
+    response.insert_header(("x-request-id", format!("req_{:032x}", in_flight.sequence())));
     match reply {
         Reply::Json { body, tokens } => {
             ratelimit::insert_headers(&mut response, in_flight.sequence(), tokens);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use mcp_core::metrics::DisconnectPhase;
 use mcp_core::openai::Usage;
-use mcp_core::upstream::Outcome;
+use mcp_core::upstream::{Outcome, UpstreamResponse};
 use mcp_core::{Endpoint, ErrorType, ModelId};
 
 use crate::error::ApiError;
@@ -27,6 +27,8 @@ pub struct Exchange {
     stream: bool,
     /// The status sent to the client, once known.
     status: Option<u16>,
+    /// The upstream's `x-request-id` (visible ASCII only), for the access line.
+    upstream_request_id: Option<Box<str>>,
     error: Option<ErrorType>,
     usage: Option<Usage>,
     /// The attempt in flight, if any, and when it was sent.
@@ -54,6 +56,7 @@ impl Exchange {
             requested_model: String::new(),
             stream: false,
             status: None,
+            upstream_request_id: None,
             error: None,
             usage: None,
             attempt: None,
@@ -95,7 +98,12 @@ impl Exchange {
     }
 
     /// The attempt's response headers arrived.
-    pub fn first_byte(&mut self, sent: Instant) {
+    pub fn first_byte(&mut self, sent: Instant, response: &UpstreamResponse) {
+        self.upstream_request_id = response
+            .headers()
+            .get("x-request-id")
+            .and_then(|id| id.to_str().ok())
+            .map(Box::from);
         if let Some(model) = self.model {
             let upstream = self.state.upstream.id();
             self.state
@@ -257,6 +265,7 @@ impl Drop for Exchange {
             prompt_tokens = usage.prompt(),
             completion_tokens = usage.completion(),
             error_type = self.error.map(ErrorType::as_str),
+            upstream_request_id = self.upstream_request_id.as_deref(),
             "request"
         );
     }

@@ -83,7 +83,7 @@ async fn proxy(
         Ok(response) => response,
         Err(e) => return Err(attempt_failed(exchange, sent, &e)),
     };
-    exchange.first_byte(sent);
+    exchange.first_byte(sent, &response);
     let status = response.status();
     if request.stream && (200..300).contains(&status) && response.is_event_stream() {
         exchange.worked(sent.duration_since(exchange.started()));

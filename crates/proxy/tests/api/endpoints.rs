@@ -14,6 +14,9 @@ async fn a_chat_completion_is_relayed_and_its_usage_counted() {
         response.headers()["content-type"].to_str().unwrap(),
         "application/json"
     );
+    // The upstream's request id reaches the client, for support requests to the provider.
+    let request_id = response.headers()["x-request-id"].to_str().unwrap();
+    assert!(request_id.starts_with("req_"), "{request_id}");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["object"], "chat.completion");
     let prompt = body["usage"]["prompt_tokens"].as_u64().unwrap();

@@ -111,11 +111,13 @@ async fn the_access_log_is_plain_complete_and_keeps_keys_prompts_and_forged_line
         .filter(|line| line.contains("mcp_proxy::access"))
         .collect();
     assert_eq!(access.len(), 2, "one access line per request:\n{log}");
-    assert!(
-        access[0].contains("status=200") && access[0].contains(r#"model="gpt-4o-mini""#),
-        "{}",
-        access[0]
-    );
+    for field in [
+        "status=200",
+        r#"model="gpt-4o-mini""#,
+        r#"upstream_request_id="req_"#,
+    ] {
+        assert!(access[0].contains(field), "no {field} in {}", access[0]);
+    }
     assert!(
         access[1].contains(r#"model="gpt-4o-mini\nFORGED"#),
         "the client's model is quoted and its newline escaped: {}",
