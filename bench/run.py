@@ -680,63 +680,49 @@ def nginx_literal(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
-def start_nginx(procs: Processes, tmp: Path) -> tuple[int, int, subprocess.Popen]:
+def start_nginx_instance(
+    procs: Processes, tmp: Path, name: str, conf_file: str, cpu: int, values: dict[str, str]
+) -> tuple[int, int, subprocess.Popen]:
+    """One nginx with its own prefix from a bench/ config template: fills in @PREFIX@,
+    @PORT_JSON@, @PORT_SSE@ and `values`, starts it pinned to `cpu`, waits for /health on both
+    ports."""
     port_json, port_sse = free_port(), free_port()
-    prefix = tmp / "nginx"
+    prefix = tmp / name
     prefix.mkdir()
-    conf = (BENCH / "nginx.conf").read_text()
+    conf = (BENCH / conf_file).read_text()
     conf = re.sub(r"^#.*\n", "", conf, flags=re.M)  # the comments mention the placeholders
-    replacements = {
-        "@PREFIX@": str(prefix),
-        "@PORT_JSON@": str(port_json),
-        "@PORT_SSE@": str(port_sse),
+    replacements = {"@PREFIX@": str(prefix), "@PORT_JSON@": str(port_json), "@PORT_SSE@": str(port_sse), **values}
+    for key, value in replacements.items():
+        conf = conf.replace(key, value)
+    (prefix / "nginx.conf").write_text(conf)
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    log_path = tmp / f"{name}.out"
+    proc = procs.start(
+        name,
+        ["taskset", "-c", str(cpu), nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")],
+        log_path=log_path,
+    )
+    wait_healthy(name, proc, port_json, "/health", log_path)
+    wait_healthy(name, proc, port_sse, "/health", log_path)
+    return port_json, port_sse, proc
+
+
+def start_nginx(procs: Processes, tmp: Path) -> tuple[int, int, subprocess.Popen]:
+    """The upstream (bench/nginx.conf): the fixtures as literals, on the load CPU."""
+    return start_nginx_instance(procs, tmp, "nginx", "nginx.conf", LOAD_CPU, {
         "@CHAT_JSON@": nginx_literal((FIXTURES / "chat_completion.json").read_text()),
         "@CHAT_SSE@": nginx_literal((FIXTURES / "chat_completion_stream.txt").read_text()),
         "@MODELS_JSON@": nginx_literal((FIXTURES / "models.json").read_text()),
-    }
-    for key, value in replacements.items():
-        conf = conf.replace(key, value)
-    (prefix / "nginx.conf").write_text(conf)
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    log_path = tmp / "nginx.out"
-    proc = procs.start(
-        "nginx",
-        ["taskset", "-c", str(LOAD_CPU), nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")],
-        log_path=log_path,
-    )
-    wait_healthy("nginx", proc, port_json, "/health", log_path)
-    wait_healthy("nginx", proc, port_sse, "/health", log_path)
-    return port_json, port_sse, proc
+    })
 
 
 def start_nginx_proxy(procs: Processes, tmp: Path, upstream_json: int, upstream_sse: int) -> tuple[int, int, subprocess.Popen]:
-    """nginx as a reverse proxy (bench/nginx-proxy.conf), pinned to the gateway's CPU."""
-    port_json, port_sse = free_port(), free_port()
-    prefix = tmp / "nginx_proxy"
-    prefix.mkdir()
-    conf = (BENCH / "nginx-proxy.conf").read_text()
-    conf = re.sub(r"^#.*\n", "", conf, flags=re.M)
-    replacements = {
-        "@PREFIX@": str(prefix),
-        "@PORT_JSON@": str(port_json),
-        "@PORT_SSE@": str(port_sse),
+    """nginx as a reverse proxy (bench/nginx-proxy.conf), pinned to the gateway's CPU. Its
+    /health is proxied, so the health wait also checks both upstream pools."""
+    return start_nginx_instance(procs, tmp, "nginx_proxy", "nginx-proxy.conf", PROXY_CPU, {
         "@UPSTREAM_JSON@": f"127.0.0.1:{upstream_json}",
         "@UPSTREAM_SSE@": f"127.0.0.1:{upstream_sse}",
-    }
-    for key, value in replacements.items():
-        conf = conf.replace(key, value)
-    (prefix / "nginx.conf").write_text(conf)
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    log_path = tmp / "nginx_proxy.out"
-    proc = procs.start(
-        "nginx_proxy",
-        ["taskset", "-c", str(PROXY_CPU), nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")],
-        log_path=log_path,
-    )
-    # /health is proxied: this also checks both upstream pools.
-    wait_healthy("nginx_proxy", proc, port_json, "/health", log_path)
-    wait_healthy("nginx_proxy", proc, port_sse, "/health", log_path)
-    return port_json, port_sse, proc
+    })
 
 
 def nginx_worker_hwm_kb(pid: int) -> int:
