@@ -7,7 +7,9 @@ use crate::upstream::Outcome;
 /// The cause of a failed attempt, from the HTTP client.
 pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
-/// A failed upstream attempt (an answer with an error status is not one: it is relayed).
+/// A failed upstream attempt: no usable answer arrived. An answer with an error status is
+/// classified by [`Outcome::from_status`]; `Status` carries one whose status is the failure
+/// the client is told about (a 5xx, which the client sees as a 502).
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("the upstream did not answer in time")]
@@ -54,14 +56,9 @@ impl UpstreamError {
     }
 
     pub fn error_type(&self) -> ErrorType {
-        match self {
-            UpstreamError::Timeout => ErrorType::UpstreamTimeout,
-            UpstreamError::Connect(_) | UpstreamError::Interrupted(_) => {
-                ErrorType::UpstreamUnavailable
-            }
-            UpstreamError::Status(_) => ErrorType::UpstreamServerError,
-            UpstreamError::TooLarge { .. } => ErrorType::UpstreamMalformed,
-        }
+        self.outcome()
+            .error_type()
+            .unwrap_or(ErrorType::UpstreamServerError)
     }
 }
 

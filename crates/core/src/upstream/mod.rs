@@ -9,6 +9,7 @@
 
 mod error;
 mod health;
+mod outcome;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,7 @@ use url::Url;
 
 pub use error::{BuildError, Cause, UpstreamError};
 pub use health::UpstreamHealth;
+pub use outcome::Outcome;
 
 use crate::Endpoint;
 
@@ -46,62 +48,6 @@ impl UpstreamId {
 
     pub const fn index(self) -> usize {
         self.0 as usize
-    }
-}
-
-/// How one upstream attempt ended; the `outcome` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Success,
-    ClientError,
-    RateLimited,
-    ServerError,
-    Timeout,
-    ConnectError,
-    Malformed,
-    StreamInterrupted,
-    Cancelled,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 9] = [
-        Outcome::Success,
-        Outcome::ClientError,
-        Outcome::RateLimited,
-        Outcome::ServerError,
-        Outcome::Timeout,
-        Outcome::ConnectError,
-        Outcome::Malformed,
-        Outcome::StreamInterrupted,
-        Outcome::Cancelled,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Success => "success",
-            Outcome::ClientError => "client_error",
-            Outcome::RateLimited => "rate_limited",
-            Outcome::ServerError => "server_error",
-            Outcome::Timeout => "timeout",
-            Outcome::ConnectError => "connect_error",
-            Outcome::Malformed => "malformed",
-            Outcome::StreamInterrupted => "stream_interrupted",
-            Outcome::Cancelled => "cancelled",
-        }
-    }
-
-    /// The outcome of an attempt that got an answer with this status.
-    pub const fn from_status(status: u16) -> Outcome {
-        match status {
-            200..=399 => Outcome::Success,
-            429 => Outcome::RateLimited,
-            400..=499 => Outcome::ClientError,
-            _ => Outcome::ServerError,
-        }
-    }
-
-    pub const fn index(self) -> usize {
-        self as usize
     }
 }
 

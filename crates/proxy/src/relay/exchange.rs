@@ -119,10 +119,10 @@ impl Exchange {
             return;
         };
         let upstream = &self.state.upstream;
-        match outcome {
-            Outcome::Timeout | Outcome::ConnectError => upstream.health().record_failure(),
-            Outcome::Cancelled => {}
-            _ => upstream.health().record_success(),
+        match outcome.reachability() {
+            Some(false) => upstream.health().record_failure(),
+            Some(true) => upstream.health().record_success(),
+            None => {}
         }
         if let Some(model) = self.model {
             self.state.metrics.upstream.record_attempt(
