@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts};
 
 use super::{
     FIRST_TOKEN_BUCKETS, INTER_TOKEN_BUCKETS, Indexed, LabelSets, NAMESPACE, OVERHEAD_BUCKETS,
-    label_values, registered,
+    Registrar, label_values,
 };
 use crate::{Endpoint, ErrorType, ModelId};
 
@@ -36,78 +36,63 @@ pub struct GatewayMetrics {
 }
 
 impl GatewayMetrics {
-    pub fn register(registry: &Registry, sets: &LabelSets) -> Result<Self, prometheus::Error> {
+    pub(crate) fn register(
+        reg: &mut Registrar<'_>,
+        sets: &LabelSets,
+    ) -> Result<Self, prometheus::Error> {
         let endpoints = label_values(Endpoint::ALL.map(Endpoint::route));
-        let active_connections = registered(
-            registry,
-            IntGauge::with_opts(
-                Opts::new(
-                    "active_connections",
-                    "Proxied requests in flight: received and not yet answered to the last byte.",
-                )
-                .namespace(NAMESPACE),
-            )?,
-        )?;
-        let errors = registered(
-            registry,
-            IntCounterVec::new(
-                Opts::new(
-                    "errors_total",
-                    "Errors answered to clients, by the closed error classification.",
-                )
-                .namespace(NAMESPACE),
-                &["error_type", "endpoint"],
-            )?,
-        )?;
-        let overhead = registered(
-            registry,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "overhead_seconds",
-                    "Time spent in the gateway itself per proxied request: total time minus \
+        let active_connections = reg.add(IntGauge::with_opts(
+            Opts::new(
+                "active_connections",
+                "Proxied requests in flight: received and not yet answered to the last byte.",
+            )
+            .namespace(NAMESPACE),
+        )?)?;
+        let errors = reg.add(IntCounterVec::new(
+            Opts::new(
+                "errors_total",
+                "Errors answered to clients, by the closed error classification.",
+            )
+            .namespace(NAMESPACE),
+            &["error_type", "endpoint"],
+        )?)?;
+        let overhead = reg.add(HistogramVec::new(
+            HistogramOpts::new(
+                "overhead_seconds",
+                "Time spent in the gateway itself per proxied request: total time minus \
                      time waiting on the upstream (for streams, minus the waits between chunks).",
-                )
-                .namespace(NAMESPACE)
-                .buckets(OVERHEAD_BUCKETS.to_vec()),
-                &["endpoint", "stream"],
-            )?,
-        )?;
-        let disconnects = registered(
-            registry,
-            IntCounterVec::new(
-                Opts::new(
-                    "client_disconnects_total",
-                    "Clients that went away before their response was complete.",
-                )
-                .namespace(NAMESPACE),
-                &["endpoint", "phase"],
-            )?,
-        )?;
-        let ttft = registered(
-            registry,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "time_to_first_token_seconds",
-                    "Streamed requests: request received to the first content chunk written \
+            )
+            .namespace(NAMESPACE)
+            .buckets(OVERHEAD_BUCKETS.to_vec()),
+            &["endpoint", "stream"],
+        )?)?;
+        let disconnects = reg.add(IntCounterVec::new(
+            Opts::new(
+                "client_disconnects_total",
+                "Clients that went away before their response was complete.",
+            )
+            .namespace(NAMESPACE),
+            &["endpoint", "phase"],
+        )?)?;
+        let ttft = reg.add(HistogramVec::new(
+            HistogramOpts::new(
+                "time_to_first_token_seconds",
+                "Streamed requests: request received to the first content chunk written \
                      to the client.",
-                )
-                .namespace(NAMESPACE)
-                .buckets(FIRST_TOKEN_BUCKETS.to_vec()),
-                &["endpoint", "model"],
-            )?,
-        )?;
-        let itl = registered(
-            registry,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "inter_token_latency_seconds",
-                    "Streamed requests: time between consecutive content chunks.",
-                )
-                .namespace(NAMESPACE)
-                .buckets(INTER_TOKEN_BUCKETS.to_vec()),
-                &["model"],
-            )?,
-        )?;
+            )
+            .namespace(NAMESPACE)
+            .buckets(FIRST_TOKEN_BUCKETS.to_vec()),
+            &["endpoint", "model"],
+        )?)?;
+        let itl = reg.add(HistogramVec::new(
+            HistogramOpts::new(
+                "inter_token_latency_seconds",
+                "Streamed requests: time between consecutive content chunks.",
+            )
+            .namespace(NAMESPACE)
+            .buckets(INTER_TOKEN_BUCKETS.to_vec()),
+            &["model"],
+        )?)?;
         // Error series exist from the start for the proxied endpoints, so that the first error
         // after start-up shows in rate() rather than only creating the series.
         for e in ErrorType::ALL {

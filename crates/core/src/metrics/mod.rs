@@ -72,6 +72,8 @@ pub struct Metrics {
     pub gateway: GatewayMetrics,
     pub usage: UsageMetrics,
     pub upstream: UpstreamMetrics,
+    /// The full name of every family registered, whether or not it has a series yet.
+    families: Vec<String>,
 }
 
 impl Metrics {
@@ -80,32 +82,55 @@ impl Metrics {
         sets: &LabelSets,
         build: &BuildInfo,
     ) -> Result<Self, prometheus::Error> {
-        let info = IntGaugeVec::new(
+        let mut reg = Registrar {
+            registry,
+            families: Vec::new(),
+        };
+        let info = reg.add(IntGaugeVec::new(
             Opts::new("build_info", "The running build; always 1.").namespace(NAMESPACE),
             &["version", "revision"],
-        )?;
-        registry.register(Box::new(info.clone()))?;
+        )?)?;
         info.with_label_values(&[build.version.as_str(), build.revision.as_str()])
             .set(1);
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
+        let gateway = GatewayMetrics::register(&mut reg, sets)?;
+        let usage = UsageMetrics::register(&mut reg, sets)?;
+        let upstream = UpstreamMetrics::register(&mut reg, sets)?;
         Ok(Self {
-            gateway: GatewayMetrics::register(registry, sets)?,
-            usage: UsageMetrics::register(registry, sets)?,
-            upstream: UpstreamMetrics::register(registry, sets)?,
+            gateway,
+            usage,
+            upstream,
+            families: reg.families,
         })
+    }
+
+    /// Every family this holder registered, by full name (`mcp_server_...`). A family with no
+    /// series yet is absent from a scrape; this list still names it.
+    pub fn family_names(&self) -> &[String] {
+        &self.families
     }
 }
 
-/// Registers a family and returns it.
-pub(crate) fn registered<C>(registry: &Registry, collector: C) -> Result<C, prometheus::Error>
-where
-    C: prometheus::core::Collector + Clone + 'static,
-{
-    registry.register(Box::new(collector.clone()))?;
-    Ok(collector)
+/// Registers families and remembers their names.
+pub(crate) struct Registrar<'a> {
+    registry: &'a Registry,
+    families: Vec<String>,
+}
+
+impl Registrar<'_> {
+    /// Registers a family and returns it.
+    pub(crate) fn add<C>(&mut self, collector: C) -> Result<C, prometheus::Error>
+    where
+        C: prometheus::core::Collector + Clone + 'static,
+    {
+        self.registry.register(Box::new(collector.clone()))?;
+        self.families
+            .extend(collector.desc().iter().map(|d| d.fq_name.clone()));
+        Ok(collector)
+    }
 }
 
 #[cfg(test)]
@@ -141,6 +166,14 @@ mod tests {
         };
         let metrics = Metrics::register(&registry, &sets, &build).unwrap();
         metrics.gateway.active_connections.inc();
+        assert!(
+            metrics
+                .family_names()
+                .iter()
+                .any(|n| n == "mcp_server_upstream_requests_total"),
+            "{:?}",
+            metrics.family_names()
+        );
         let families = registry.gather();
         let mut text = Vec::new();
         TextEncoder::new().encode(&families, &mut text).unwrap();

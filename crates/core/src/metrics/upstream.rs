@@ -3,12 +3,10 @@
 
 use std::time::Duration;
 
-use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 use super::{
-    DURATION_BUCKETS, FIRST_TOKEN_BUCKETS, Indexed, LabelSets, NAMESPACE, label_values, registered,
+    DURATION_BUCKETS, FIRST_TOKEN_BUCKETS, Indexed, LabelSets, NAMESPACE, Registrar, label_values,
 };
 use crate::ModelId;
 use crate::upstream::{Outcome, UpstreamId};
@@ -31,65 +29,53 @@ pub struct UpstreamMetrics {
 }
 
 impl UpstreamMetrics {
-    pub fn register(registry: &Registry, sets: &LabelSets) -> Result<Self, prometheus::Error> {
+    pub(crate) fn register(
+        reg: &mut Registrar<'_>,
+        sets: &LabelSets,
+    ) -> Result<Self, prometheus::Error> {
         let outcomes = label_values(Outcome::ALL.map(Outcome::as_str));
-        let requests = registered(
-            registry,
-            IntCounterVec::new(
-                Opts::new(
-                    "upstream_requests_total",
-                    "Attempts sent to an upstream, by outcome; retries count once each.",
-                )
-                .namespace(NAMESPACE),
-                &["upstream", "model", "outcome"],
-            )?,
-        )?;
-        let duration = registered(
-            registry,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "upstream_request_duration_seconds",
-                    "Upstream attempts: sent to the last byte of the answer read.",
-                )
-                .namespace(NAMESPACE)
-                .buckets(DURATION_BUCKETS.to_vec()),
-                &["upstream", "model", "outcome"],
-            )?,
-        )?;
-        let first_byte = registered(
-            registry,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "upstream_time_to_first_byte_seconds",
-                    "Upstream attempts: sent to the response headers received.",
-                )
-                .namespace(NAMESPACE)
-                .buckets(FIRST_TOKEN_BUCKETS.to_vec()),
-                &["upstream", "model"],
-            )?,
-        )?;
-        let up = registered(
-            registry,
-            IntGaugeVec::new(
-                Opts::new(
-                    "upstream_up",
-                    "1 when the upstream is reachable, 0 when it is known to be down.",
-                )
-                .namespace(NAMESPACE),
-                &["upstream"],
-            )?,
-        )?;
-        let ratelimit_remaining = registered(
-            registry,
-            IntGaugeVec::new(
-                Opts::new(
-                    "upstream_ratelimit_remaining",
-                    "The upstream's last reported remaining requests or tokens in its window.",
-                )
-                .namespace(NAMESPACE),
-                &["upstream", "kind"],
-            )?,
-        )?;
+        let requests = reg.add(IntCounterVec::new(
+            Opts::new(
+                "upstream_requests_total",
+                "Attempts sent to an upstream, by outcome; retries count once each.",
+            )
+            .namespace(NAMESPACE),
+            &["upstream", "model", "outcome"],
+        )?)?;
+        let duration = reg.add(HistogramVec::new(
+            HistogramOpts::new(
+                "upstream_request_duration_seconds",
+                "Upstream attempts: sent to the last byte of the answer read.",
+            )
+            .namespace(NAMESPACE)
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["upstream", "model", "outcome"],
+        )?)?;
+        let first_byte = reg.add(HistogramVec::new(
+            HistogramOpts::new(
+                "upstream_time_to_first_byte_seconds",
+                "Upstream attempts: sent to the response headers received.",
+            )
+            .namespace(NAMESPACE)
+            .buckets(FIRST_TOKEN_BUCKETS.to_vec()),
+            &["upstream", "model"],
+        )?)?;
+        let up = reg.add(IntGaugeVec::new(
+            Opts::new(
+                "upstream_up",
+                "1 when the upstream is reachable, 0 when it is known to be down.",
+            )
+            .namespace(NAMESPACE),
+            &["upstream"],
+        )?)?;
+        let ratelimit_remaining = reg.add(IntGaugeVec::new(
+            Opts::new(
+                "upstream_ratelimit_remaining",
+                "The upstream's last reported remaining requests or tokens in its window.",
+            )
+            .namespace(NAMESPACE),
+            &["upstream", "kind"],
+        )?)?;
         let up = Indexed::new(up, [sets.upstreams.clone()]);
         for u in 0..sets.upstreams.len() {
             // Unknown is reported as up: the gateway has not seen the upstream fail.

@@ -1,8 +1,8 @@
 //! Tokens and their cost, as reported by the upstream's `usage`.
 
-use prometheus::{CounterVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{CounterVec, HistogramOpts, HistogramVec, IntCounterVec, Opts};
 
-use super::{Indexed, LabelSets, NAMESPACE, TOKEN_BUCKETS, label_values, registered};
+use super::{Indexed, LabelSets, NAMESPACE, Registrar, TOKEN_BUCKETS, label_values};
 use crate::openai::Usage;
 use crate::upstream::UpstreamId;
 use crate::{Endpoint, ModelId, Pricing};
@@ -20,50 +20,41 @@ pub struct UsageMetrics {
 }
 
 impl UsageMetrics {
-    pub fn register(registry: &Registry, sets: &LabelSets) -> Result<Self, prometheus::Error> {
+    pub(crate) fn register(
+        reg: &mut Registrar<'_>,
+        sets: &LabelSets,
+    ) -> Result<Self, prometheus::Error> {
         let types = label_values(["prompt", "completion"]);
-        let tokens = registered(
-            registry,
-            IntCounterVec::new(
-                Opts::new(
-                    "token_usage_total",
-                    "Tokens reported by the upstream's usage.",
-                )
-                .namespace(NAMESPACE),
-                &["model", "type", "upstream"],
-            )?,
-        )?;
-        let request_tokens = registered(
-            registry,
-            HistogramVec::new(
-                HistogramOpts::new("request_tokens", "Tokens per request, by token type.")
-                    .namespace(NAMESPACE)
-                    .buckets(TOKEN_BUCKETS.to_vec()),
-                &["model", "type"],
-            )?,
-        )?;
-        let cost = registered(
-            registry,
-            CounterVec::new(
-                Opts::new(
-                    "cost_usd_total",
-                    "Cost in US dollars of the tokens used, from the configured price table.",
-                )
-                .namespace(NAMESPACE),
-                &["model", "upstream"],
-            )?,
-        )?;
-        let missing = registered(
-            registry,
-            IntCounterVec::new(
-                Opts::new(
-                    "usage_missing_total",
-                    "Successful answers that carried no usage, so their tokens are not counted.",
-                )
-                .namespace(NAMESPACE),
-                &["endpoint", "upstream"],
-            )?,
-        )?;
+        let tokens = reg.add(IntCounterVec::new(
+            Opts::new(
+                "token_usage_total",
+                "Tokens reported by the upstream's usage.",
+            )
+            .namespace(NAMESPACE),
+            &["model", "type", "upstream"],
+        )?)?;
+        let request_tokens = reg.add(HistogramVec::new(
+            HistogramOpts::new("request_tokens", "Tokens per request, by token type.")
+                .namespace(NAMESPACE)
+                .buckets(TOKEN_BUCKETS.to_vec()),
+            &["model", "type"],
+        )?)?;
+        let cost = reg.add(CounterVec::new(
+            Opts::new(
+                "cost_usd_total",
+                "Cost in US dollars of the tokens used, from the configured price table.",
+            )
+            .namespace(NAMESPACE),
+            &["model", "upstream"],
+        )?)?;
+        let missing = reg.add(IntCounterVec::new(
+            Opts::new(
+                "usage_missing_total",
+                "Successful answers that carried no usage, so their tokens are not counted.",
+            )
+            .namespace(NAMESPACE),
+            &["endpoint", "upstream"],
+        )?)?;
         Ok(Self {
             tokens: Indexed::new(
                 tokens,

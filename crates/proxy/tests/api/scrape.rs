@@ -1,6 +1,12 @@
 //! Assertions on a `/metrics` scrape: find a series by name and a subset of its labels.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::OnceLock;
+
+use mcp_core::metrics::{
+    BuildInfo, LabelSets, Metrics, NAMESPACE, REQUEST_DURATION_SECONDS, REQUESTS_TOTAL,
+    label_values,
+};
 
 /// One parsed exposition.
 #[derive(Debug, Clone)]
@@ -28,7 +34,12 @@ impl Scrape {
 
     /// The sum of every series of `name` whose labels include `labels`; `None` if there is
     /// no such series at all.
+    ///
+    /// # Panics
+    /// If the gateway has no family called `name`: a misspelt or removed family must fail
+    /// the test, not read as "no series yet".
     pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        assert_family_exists(name);
         let matching: Vec<f64> = self
             .samples
             .iter()
@@ -43,13 +54,14 @@ impl Scrape {
         (!matching.is_empty()).then(|| matching.iter().sum())
     }
 
-    /// Like [`Scrape::sum`], reading a missing series as 0.
+    /// Like [`Scrape::sum`], reading a missing series of an existing family as 0.
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.sum(name, labels).unwrap_or(0.0)
     }
 
     /// The values one label takes across the series of `name`.
     pub fn label_values(&self, name: &str, label: &str) -> Vec<String> {
+        assert_family_exists(name);
         let mut values: Vec<String> = self
             .samples
             .iter()
@@ -67,6 +79,44 @@ impl Scrape {
         names.dedup();
         names
     }
+}
+
+/// Every family the gateway can export: its own (from a registry built the way it builds
+/// one) and the two HTTP families actix-web-prom records under core's names.
+fn known_families() -> &'static HashSet<String> {
+    static KNOWN: OnceLock<HashSet<String>> = OnceLock::new();
+    KNOWN.get_or_init(|| {
+        let sets = LabelSets {
+            models: label_values(["m", "other"]),
+            upstreams: label_values(["u"]),
+        };
+        let build = BuildInfo {
+            version: "0".into(),
+            revision: "0".into(),
+        };
+        let metrics = Metrics::register(&prometheus::Registry::new(), &sets, &build)
+            .expect("the families register");
+        let mut known: HashSet<String> = metrics.family_names().iter().cloned().collect();
+        for http in [REQUESTS_TOTAL, REQUEST_DURATION_SECONDS] {
+            known.insert(format!("{NAMESPACE}_{http}"));
+        }
+        known
+    })
+}
+
+fn assert_family_exists(name: &str) {
+    let known = known_families();
+    let family = ["_bucket", "_sum", "_count"]
+        .iter()
+        .find_map(|suffix| {
+            name.strip_suffix(suffix)
+                .filter(|base| known.contains(*base))
+        })
+        .unwrap_or(name);
+    assert!(
+        known.contains(family) || name.starts_with("process_"),
+        "the gateway has no metric family `{name}`"
+    );
 }
 
 fn parse_line(line: &str) -> Option<Sample> {
@@ -113,10 +163,22 @@ fn parse_labels(mut rest: &str) -> Option<BTreeMap<String, String>> {
 #[test]
 fn the_scrape_helper_matches_label_subsets_and_escapes() {
     let s = Scrape::parse(
-        "# HELP x y\nx_total{a=\"1\",b=\"q\\\"z\"} 2\nx_total{a=\"1\",b=\"w\"} 3\ng 7\n".into(),
+        "# HELP x y\nmcp_server_errors_total{a=\"1\",b=\"q\\\"z\"} 2\nmcp_server_errors_total{a=\"1\",b=\"w\"} 3\nmcp_server_active_connections 7\n".into(),
     );
-    assert_eq!(s.sum("x_total", &[("a", "1")]), Some(5.0));
-    assert_eq!(s.sum("x_total", &[("b", "q\"z")]), Some(2.0));
-    assert_eq!(s.sum("x_total", &[("a", "2")]), None);
-    assert_eq!(s.get("g", &[]), 7.0);
+    assert_eq!(s.sum("mcp_server_errors_total", &[("a", "1")]), Some(5.0));
+    assert_eq!(
+        s.sum("mcp_server_errors_total", &[("b", "q\"z")]),
+        Some(2.0)
+    );
+    assert_eq!(s.sum("mcp_server_errors_total", &[("a", "2")]), None);
+    assert_eq!(s.get("mcp_server_active_connections", &[]), 7.0);
+    // A family of the gateway's with no series yet reads as 0.
+    assert_eq!(s.get("mcp_server_usage_missing_total", &[]), 0.0);
+}
+
+#[test]
+#[should_panic(expected = "no metric family `mcp_server_no_such_family_total`")]
+fn a_lookup_of_a_family_that_does_not_exist_fails() {
+    let s = Scrape::parse("mcp_server_active_connections 0\n".into());
+    s.get("mcp_server_no_such_family_total", &[]);
 }
