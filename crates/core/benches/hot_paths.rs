@@ -75,10 +75,7 @@ fn labels(c: &mut Criterion) {
         "gpt-3.5-turbo-instruct",
         "text-embedding-3-small",
     ]
-    .map(|id| ModelSpec {
-        id: id.into(),
-        pricing: None,
-    })
+    .map(ModelSpec::new)
     .to_vec();
     let catalog = ModelCatalog::new(specs).expect("a valid list");
     c.bench_function("model_catalog/resolve", |b| {

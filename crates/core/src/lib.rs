@@ -4,14 +4,17 @@
 //!
 //! This crate knows nothing about serving HTTP; only `mcp-proxy` and the service binaries do.
 
+pub mod clock;
 pub mod endpoint;
 pub mod error;
 pub mod metrics;
 pub mod models;
 pub mod openai;
+pub mod resilience;
+pub mod routing;
 pub mod sse;
 pub mod upstream;
 
 pub use endpoint::Endpoint;
 pub use error::{ErrorType, Fault};
-pub use models::{ModelCatalog, ModelId, ModelSpec, Pricing};
+pub use models::{DeploymentSpec, ModelCatalog, ModelId, ModelSpec, Pricing};

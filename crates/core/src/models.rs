@@ -15,11 +15,61 @@ pub const OTHER_MODEL: &str = "other";
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
-    /// The model name clients send and the upstream receives, e.g. `gpt-4o-mini`.
+    /// The public name clients send, e.g. `gpt-4o-mini`; also its `model` label value.
     pub id: String,
+    /// Other names clients may send for it; counted under `id`.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Where it is served. Empty: the only upstream, under the same name (allowed only when
+    /// one upstream is configured).
+    #[serde(default)]
+    pub deployments: Vec<DeploymentSpec>,
+    /// Public models tried in order when this one's deployments are exhausted or all open;
+    /// their own fallbacks follow theirs.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
     /// What a million tokens cost; models without a price are not counted in the cost family.
     #[serde(default)]
     pub pricing: Option<Pricing>,
+}
+
+impl ModelSpec {
+    /// A model served by the only upstream under its own name, without a price.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            aliases: Vec::new(),
+            deployments: Vec::new(),
+            fallbacks: Vec::new(),
+            pricing: None,
+        }
+    }
+
+    pub fn with_pricing(mut self, pricing: Pricing) -> Self {
+        self.pricing = Some(pricing);
+        self
+    }
+}
+
+/// One place a model is served: an upstream, the name that upstream knows it by, and its
+/// share of the model's traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentSpec {
+    /// An upstream's `name`.
+    pub upstream: String,
+    /// The upstream's model id, when it differs from the public name.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Relative share of the model's traffic among its deployments.
+    #[serde(default = "DeploymentSpec::default_weight")]
+    pub weight: u32,
+}
+
+impl DeploymentSpec {
+    const fn default_weight() -> u32 {
+        1
+    }
 }
 
 /// US dollars per million tokens, by token type.
@@ -47,6 +97,11 @@ impl ModelId {
     pub const fn index(self) -> usize {
         self.0 as usize
     }
+
+    /// The id of the `index`-th configured model (or `other`, one past the last).
+    pub(crate) fn from_index(index: usize) -> Self {
+        Self(u16::try_from(index).expect("bounded by MAX_MODELS"))
+    }
 }
 
 /// A configured model list that cannot be used.
@@ -58,6 +113,14 @@ pub enum CatalogError {
     Duplicate { index: usize, id: String },
     #[error("models[{0}].id `other` is reserved for models outside the list")]
     Reserved(usize),
+    #[error(
+        "models[{index}].aliases[{alias}] `{name}` is empty, reserved, or already a model's name or alias"
+    )]
+    BadAlias {
+        index: usize,
+        alias: usize,
+        name: String,
+    },
     #[error("models[{index}].pricing for `{id}` must be finite and not negative")]
     BadPrice { index: usize, id: String },
     #[error("at most {max} models can be configured")]
@@ -108,6 +171,20 @@ impl ModelCatalog {
                 });
             }
         }
+        // Aliases after every id, so that an alias shadowing a later model's id is caught.
+        for (index, spec) in specs.iter().enumerate() {
+            let id = ModelId(u16::try_from(index).expect("bounded by MAX_MODELS"));
+            for (alias, name) in spec.aliases.iter().enumerate() {
+                let taken = name.trim().is_empty() || name == OTHER_MODEL;
+                if taken || by_id.insert(name.clone(), id).is_some() {
+                    return Err(CatalogError::BadAlias {
+                        index,
+                        alias,
+                        name: name.clone(),
+                    });
+                }
+            }
+        }
         let labels = specs
             .iter()
             .map(|s| s.id.clone())
@@ -125,8 +202,8 @@ impl ModelCatalog {
         self.specs.is_empty()
     }
 
-    /// The label a requested model is counted under, or `None` when a list is configured and
-    /// the model is not on it (the request is then refused).
+    /// The label a requested model (a name or an alias) is counted under, or `None` when a
+    /// list is configured and the model is not on it (the request is then refused).
     pub fn resolve(&self, requested: &str) -> Option<ModelId> {
         match self.by_id.get(requested) {
             Some(id) => Some(*id),
@@ -163,10 +240,7 @@ mod tests {
     use super::*;
 
     fn spec(id: &str) -> ModelSpec {
-        ModelSpec {
-            id: id.into(),
-            pricing: None,
-        }
+        ModelSpec::new(id)
     }
 
     #[test]
@@ -175,6 +249,30 @@ mod tests {
         assert_eq!(c.resolve("b").map(|id| c.label(id)), Some("b"));
         assert_eq!(c.resolve("c"), None);
         assert_eq!(c.labels(), ["a", "b", "other"]);
+    }
+
+    #[test]
+    fn aliases_resolve_to_their_model_and_may_not_shadow_a_name() {
+        let mut a = spec("a");
+        a.aliases = vec!["first".into()];
+        let c = ModelCatalog::new(vec![a.clone(), spec("b")]).unwrap();
+        assert_eq!(c.resolve("first").map(|id| c.label(id)), Some("a"));
+        a.aliases = vec!["b".into()];
+        assert_eq!(
+            ModelCatalog::new(vec![a.clone(), spec("b")])
+                .unwrap_err()
+                .to_string(),
+            "models[0].aliases[0] `b` is empty, reserved, or already a model's name or alias"
+        );
+        a.aliases = vec!["other".into()];
+        assert!(matches!(
+            ModelCatalog::new(vec![a]),
+            Err(CatalogError::BadAlias {
+                index: 0,
+                alias: 0,
+                ..
+            })
+        ));
     }
 
     #[test]
