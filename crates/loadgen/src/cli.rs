@@ -88,6 +88,9 @@ pub enum ScenarioCommand {
     Incident(IncidentArgs),
     /// Every upstream answer is delayed (the latency and time-to-first-token alerts).
     SlowUpstream(SlowUpstreamArgs),
+    /// The primary upstream fails hard, then heals (the gateway's retries, fallback and
+    /// circuit breaker); answers are counted per phase by the upstream that served them.
+    Failover(FailoverArgs),
 }
 
 /// Flags every scenario shares.
@@ -141,6 +144,24 @@ pub struct SlowUpstreamArgs {
     /// Uniform spread around --latency-ms, in milliseconds.
     #[arg(long, env = "LOADGEN_JITTER_MS", default_value_t = 1000)]
     pub jitter_ms: u64,
+}
+
+/// `scenario failover`'s flags. `--mock-admin` names the primary's admin root: the fault is
+/// set on the primary only.
+#[derive(Debug, Clone, Args)]
+pub struct FailoverArgs {
+    #[command(flatten)]
+    pub phases: PhaseArgs,
+    /// Seconds the primary stays down.
+    #[arg(long, env = "LOADGEN_INCIDENT", default_value_t = 120)]
+    pub incident: u64,
+    /// Share (0..=1) of the primary's answers that fail.
+    #[arg(long, env = "LOADGEN_ERROR_RATE", default_value_t = 1.0, value_parser = share)]
+    pub error_rate: f64,
+    /// Status of the primary's failing answers.
+    #[arg(long, env = "LOADGEN_ERROR_STATUS", default_value_t = 503,
+          value_parser = clap::value_parser!(u16).range(400..=599))]
+    pub error_status: u16,
 }
 
 /// `faults`' flags.
@@ -217,6 +238,14 @@ impl ScenarioCommand {
                 },
                 args.incident,
             ),
+            Self::Failover(args) => (
+                &args.phases,
+                Incident::Outage {
+                    rate: args.error_rate,
+                    status: args.error_status,
+                },
+                args.incident,
+            ),
         };
         ScenarioConfig {
             traffic: phases.traffic.config(),
@@ -245,115 +274,5 @@ fn share(value: &str) -> Result<f64, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(args: &[&str]) -> Cli {
-        Cli::try_parse_from(std::iter::once("mcp-loadgen").chain(args.iter().copied())).unwrap()
-    }
-
-    #[test]
-    fn run_defaults_to_five_per_second_against_the_local_gateway_forever() {
-        let Command::Run(args) = parse(&["run"]).command else {
-            panic!("expected run");
-        };
-        let config = args.config();
-        assert_eq!(config.target, "http://127.0.0.1:8080");
-        assert_eq!(config.rate, 5.0);
-        assert_eq!(config.duration, None);
-        assert_eq!(config.concurrency_limit, 256);
-        assert_eq!(config.stream_share, 0.3);
-        assert_eq!(config.health_wait, Duration::from_secs(120));
-    }
-
-    #[test]
-    fn the_incident_scenario_takes_its_phases_and_fault_from_flags() {
-        let cli = parse(&[
-            "--log-format",
-            "json",
-            "scenario",
-            "incident",
-            "--rate",
-            "12",
-            "--baseline",
-            "1",
-            "--incident",
-            "2",
-            "--recovery",
-            "3",
-            "--error-rate",
-            "0.5",
-            "--error-status",
-            "503",
-            "--mock-admin",
-            "http://mock:8081",
-        ]);
-        assert_eq!(cli.log_format, LogFormat::Json);
-        let Command::Scenario(scenario) = cli.command else {
-            panic!("expected a scenario");
-        };
-        let config = scenario.config();
-        assert_eq!(config.traffic.rate, 12.0);
-        assert_eq!(config.mock_admin, "http://mock:8081");
-        assert_eq!(
-            (config.baseline, config.incident_for, config.recovery),
-            (
-                Duration::from_secs(1),
-                Duration::from_secs(2),
-                Duration::from_secs(3)
-            )
-        );
-        assert_eq!(
-            config.incident,
-            Incident::Errors {
-                rate: 0.5,
-                status: 503
-            }
-        );
-    }
-
-    #[test]
-    fn the_slow_upstream_scenario_lasts_long_enough_for_the_latency_alerts() {
-        let Command::Scenario(scenario) = parse(&["scenario", "slow-upstream"]).command else {
-            panic!("expected a scenario");
-        };
-        let config = scenario.config();
-        assert_eq!(config.incident_for, Duration::from_secs(900));
-        assert!(matches!(
-            config.incident,
-            Incident::Slow {
-                latency_ms: 4000,
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn out_of_range_values_are_refused() {
-        let refused = [
-            &["run", "--rate", "0"][..],
-            &["run", "--rate", "-3"],
-            &["run", "--stream-share", "1.5"],
-            &["run", "--concurrency-limit", "0"],
-            &["scenario", "incident", "--error-rate", "2"],
-            &["scenario", "incident", "--error-status", "200"],
-        ];
-        for args in refused {
-            let full = std::iter::once("mcp-loadgen").chain(args.iter().copied());
-            assert!(Cli::try_parse_from(full).is_err(), "{args:?} was accepted");
-        }
-    }
-
-    #[test]
-    fn the_faults_helper_takes_a_json_patch() {
-        let Command::Faults(args) = parse(&["faults", "set", r#"{"error_rate":0.3}"#]).command
-        else {
-            panic!("expected faults");
-        };
-        assert_eq!(args.mock_admin, "http://127.0.0.1:8081");
-        let FaultsAction::Set { patch } = args.action else {
-            panic!("expected set");
-        };
-        assert_eq!(patch, r#"{"error_rate":0.3}"#);
-    }
-}
+#[path = "cli_tests.rs"]
+mod tests;

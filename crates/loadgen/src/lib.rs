@@ -4,7 +4,8 @@
 //! [`traffic`] starts requests on the open-loop [`schedule`], each drawn from the weighted
 //! [`mix`] and sent by [`target`] in its own task; [`tally`] counts the outcomes and
 //! [`latency`] keeps their percentiles in bounded memory. A [`scenario`] runs that traffic
-//! while it changes the mock upstream's fault profile through [`admin`].
+//! while it changes the mock upstream's fault profile through [`admin`], and [`phases`] counts
+//! its answers phase by phase and by the upstream that served them.
 //!
 //! The binary is a thin shell over [`commands::execute`]; tests drive the same functions
 //! in-process against a real mock upstream and a real gateway.
@@ -15,6 +16,7 @@ pub mod commands;
 pub mod health;
 pub mod latency;
 pub mod mix;
+pub mod phases;
 pub mod scenario;
 pub mod schedule;
 pub mod shutdown;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use reqwest::header::HeaderValue;
 use tokio::time::Instant;
 
 use crate::latency::LatencyHistogram;
@@ -62,7 +63,7 @@ impl StatusClass {
 }
 
 /// How one request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub endpoint: Endpoint,
     /// The HTTP status, if an answer came at all.
@@ -71,6 +72,8 @@ pub struct Outcome {
     pub latency: Duration,
     /// For a streamed 200: how the stream ended.
     pub stream: Option<Result<(), StreamFault>>,
+    /// The answer's `x-mcp-upstream` header: which upstream the gateway says served it.
+    pub upstream: Option<HeaderValue>,
 }
 
 /// Answers per status class.
@@ -88,7 +91,7 @@ impl ClassCounts {
         self.0.iter().sum()
     }
 
-    fn add(&mut self, class: StatusClass) {
+    pub(crate) fn add(&mut self, class: StatusClass) {
         self.0[class as usize] += 1;
     }
 
@@ -290,6 +293,7 @@ mod tests {
             status,
             latency: Duration::from_millis(millis),
             stream: None,
+            upstream: None,
         }
     }
 

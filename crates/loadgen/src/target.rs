@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use tokio::time::Instant;
 
 use crate::mix::PlannedRequest;
@@ -17,6 +17,8 @@ use crate::tally::Outcome;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one health probe may take.
 const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Where the gateway names the upstream that served an answer (`primary`, `secondary`, ...).
+pub const UPSTREAM_HEADER: HeaderName = HeaderName::from_static("x-mcp-upstream");
 
 /// A gateway root URL and a pooled client for it.
 #[derive(Debug, Clone)]
@@ -83,10 +85,14 @@ impl Target {
                     status: None,
                     latency: started.elapsed(),
                     stream: None,
+                    upstream: None,
                 };
             }
         };
         let status = response.status().as_u16();
+        // Kept as the header value (a reference-counted slice of the response head), so that
+        // naming the upstream costs no allocation per request.
+        let upstream = response.headers().get(UPSTREAM_HEADER).cloned();
         let is_event_stream = response
             .headers()
             .get(CONTENT_TYPE)
@@ -106,6 +112,7 @@ impl Target {
             status: Some(status),
             latency: started.elapsed(),
             stream,
+            upstream,
         }
     }
 }

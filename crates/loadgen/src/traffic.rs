@@ -14,6 +14,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::health::{self, Readiness};
 use crate::mix::{Endpoint, RequestMix, Weights};
+use crate::phases::PhaseTally;
 use crate::schedule::Schedule;
 use crate::shutdown::Stop;
 use crate::tally::{StatusClass, Summary, Tally};
@@ -71,7 +72,7 @@ impl TrafficConfig {
 pub async fn run_when_healthy(config: &TrafficConfig, stop: Stop) -> anyhow::Result<Summary> {
     let target = Target::new(&config.target, config.request_timeout)?;
     match health::wait_until_healthy(&target, config.health_wait, stop.clone()).await? {
-        Readiness::Healthy => run_against(config, target, stop).await,
+        Readiness::Healthy => run_against(config, target, stop, None).await,
         Readiness::Stopped => {
             tracing::info!("stopped before the target was healthy; nothing sent");
             Ok(Tally::new().summary())
@@ -82,13 +83,25 @@ pub async fn run_when_healthy(config: &TrafficConfig, stop: Stop) -> anyhow::Res
 /// Sends traffic until `duration` or `stop`, without waiting for `/health` first.
 pub async fn run(config: &TrafficConfig, stop: Stop) -> anyhow::Result<Summary> {
     let target = Target::new(&config.target, config.request_timeout)?;
-    run_against(config, target, stop).await
+    run_against(config, target, stop, None).await
+}
+
+/// Like [`run`], and also counts every answer in the phase of `phases` that was current when
+/// its request started.
+pub async fn run_in_phases(
+    config: &TrafficConfig,
+    stop: Stop,
+    phases: Arc<PhaseTally>,
+) -> anyhow::Result<Summary> {
+    let target = Target::new(&config.target, config.request_timeout)?;
+    run_against(config, target, stop, Some(phases)).await
 }
 
 async fn run_against(
     config: &TrafficConfig,
     target: Target,
     mut stop: Stop,
+    phases: Option<Arc<PhaseTally>>,
 ) -> anyhow::Result<Summary> {
     let mut schedule = Schedule::start(config.rate).context("invalid --rate")?;
     let mut mix = RequestMix::new(config.weights, config.stream_share, config.seed);
@@ -139,9 +152,13 @@ async fn run_against(
                 tally.started();
                 let target = target.clone();
                 let tally = Arc::clone(&tally);
+                let phase = phases.as_ref().map(|phases| (Arc::clone(phases), phases.current()));
                 in_flight.spawn(async move {
                     let outcome = target.send(&request).await;
                     tally.record(&outcome);
+                    if let Some((phases, index)) = phase {
+                        phases.record(index, &outcome);
+                    }
                     drop(permit);
                 });
             }

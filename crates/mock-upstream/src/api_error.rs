@@ -1,6 +1,8 @@
 //! Errors in OpenAI's shape, `{"error":{"message","type","param","code"}}`: the mock's own
 //! rejections (bad request, bad key, unknown path) and the injected `error_rate` faults.
 
+use std::time::SystemTime;
+
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use actix_web::{HttpResponse, ResponseError};
@@ -9,6 +11,7 @@ use serde_json::json;
 
 use crate::fixtures;
 use crate::ratelimit::REMAINING_REQUESTS;
+use crate::retry_after::RetryAfter;
 
 /// One error answer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -19,6 +22,8 @@ pub(crate) struct ApiError {
     kind: &'static str,
     param: Option<String>,
     code: Option<&'static str>,
+    /// Injected errors only, per the profile's `Retry-After` knobs.
+    retry_after: Option<RetryAfter>,
 }
 
 impl ApiError {
@@ -29,6 +34,7 @@ impl ApiError {
             kind,
             param: None,
             code: None,
+            retry_after: None,
         }
     }
 
@@ -79,8 +85,9 @@ impl ApiError {
         )
     }
 
-    /// The `error_rate` fault: the body a real provider sends with that status.
-    pub(crate) fn injected(status: u16) -> Self {
+    /// An injected fault (`error_rate`, `fail_next`): the body a real provider sends with that
+    /// status, and the `Retry-After` value the profile asks for.
+    pub(crate) fn injected(status: u16, retry_after: Option<RetryAfter>) -> Self {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let (kind, code, message) = match status.as_u16() {
             401 => (
@@ -118,6 +125,7 @@ impl ApiError {
         };
         Self {
             code,
+            retry_after,
             ..Self::new(status, kind, message)
         }
     }
@@ -150,8 +158,10 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status);
         response.insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")));
+        if let Some(value) = self.retry_after.and_then(|r| r.header(SystemTime::now())) {
+            response.insert_header((RETRY_AFTER, value));
+        }
         if self.status == StatusCode::TOO_MANY_REQUESTS {
-            response.insert_header((RETRY_AFTER, HeaderValue::from_static("1")));
             response.insert_header((REMAINING_REQUESTS, HeaderValue::from_static("0")));
         }
         response.body(self.body())
@@ -171,12 +181,12 @@ mod tests {
     #[test]
     fn an_injected_500_is_the_error_fixture() {
         let fixture: Value = serde_json::from_str(fixtures::ERROR).unwrap();
-        assert_eq!(body_of(&ApiError::injected(500)), fixture);
+        assert_eq!(body_of(&ApiError::injected(500, None)), fixture);
     }
 
     #[test]
     fn an_injected_429_says_rate_limit_exceeded() {
-        let body = body_of(&ApiError::injected(429));
+        let body = body_of(&ApiError::injected(429, None));
         assert_eq!(body["error"]["code"], "rate_limit_exceeded");
         assert_eq!(body["error"]["type"], "requests");
     }

@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use clap::{Args, Parser, Subcommand};
 
 use crate::faults::{FaultError, FaultPatch, FaultProfile};
+use crate::state::instance_header;
 use crate::telemetry::LogFormat;
-use crate::{MockOptions, healthcheck};
+use crate::{DEFAULT_INSTANCE, MockOptions, healthcheck};
 
 /// An OpenAI-compatible upstream simulator with latency and fault knobs.
 #[derive(Debug, Parser)]
@@ -54,6 +55,9 @@ pub struct ServeArgs {
     /// Seed for reproducible content and fault rolls.
     #[arg(long, env = "MOCK_SEED")]
     pub seed: Option<u64>,
+    /// Name sent as `x-mock-instance` on every /v1/* answer and shown in /admin/stats.
+    #[arg(long, env = "MOCK_INSTANCE", default_value = DEFAULT_INSTANCE, value_parser = instance)]
+    pub instance: String,
     /// Log line format.
     #[arg(long, env = "MOCK_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
@@ -71,6 +75,16 @@ pub struct FaultArgs {
     /// Status of injected errors (400..=599) [default: 500].
     #[arg(long, env = "MOCK_ERROR_STATUS")]
     pub error_status: Option<u16>,
+    /// The next N completion, chat and embedding requests fail with --error-status.
+    #[arg(long, env = "MOCK_FAIL_NEXT")]
+    pub fail_next: Option<u64>,
+    /// Every injected error carries `Retry-After` with this many seconds (at most 86400)
+    /// [default: only a 429 does, with 1].
+    #[arg(long, env = "MOCK_RETRY_AFTER_SECS")]
+    pub retry_after_secs: Option<u64>,
+    /// Send `Retry-After` as an HTTP-date (now + the seconds).
+    #[arg(long, env = "MOCK_RETRY_AFTER_HTTP_DATE")]
+    pub retry_after_http_date: bool,
     /// Delay before the response headers, in ms.
     #[arg(long, env = "MOCK_LATENCY_MS")]
     pub latency_ms: Option<u64>,
@@ -103,6 +117,8 @@ impl ServeArgs {
             api_key: self.api_key.clone(),
             workers: self.workers,
             seed: self.seed,
+            instance: self.instance.clone(),
+            fail_next: self.faults.fail_next.unwrap_or(0),
         })
     }
 }
@@ -112,6 +128,9 @@ impl FaultArgs {
         FaultPatch {
             error_rate: self.error_rate,
             error_status: self.error_status,
+            retry_after_secs: self.retry_after_secs.map(Some),
+            // A flag that is off leaves the default (off) in place.
+            retry_after_http_date: self.retry_after_http_date.then_some(true),
             latency_ms: self.latency_ms,
             jitter_ms: self.jitter_ms,
             hang_rate: self.hang_rate,
@@ -119,8 +138,16 @@ impl FaultArgs {
             ttft_ms: self.ttft_ms,
             token_interval_ms: self.token_interval_ms,
             stream_cut_rate: self.stream_cut_rate,
+            // The countdown is not part of the profile: see `ServeArgs::options`.
+            fail_next: None,
         }
     }
+}
+
+fn instance(value: &str) -> Result<String, String> {
+    instance_header(value)
+        .map(|_| value.to_owned())
+        .map_err(|error| error.to_string())
 }
 
 /// Resolves on Ctrl-C or, on Unix, SIGTERM (what `docker stop` sends).
@@ -171,6 +198,40 @@ mod tests {
         assert_eq!(options.profile.error_status, 429);
         assert_eq!(options.profile.ttft_ms, 30);
         assert_eq!(options.profile.latency_ms, 0);
+    }
+
+    #[test]
+    fn the_instance_the_countdown_and_retry_after_come_from_flags() {
+        let cli = Cli::try_parse_from([
+            "mcp-mock-upstream",
+            "--instance",
+            "secondary",
+            "--fail-next",
+            "3",
+            "--retry-after-secs",
+            "20",
+            "--retry-after-http-date",
+        ])
+        .unwrap();
+        let options = cli.serve.options().unwrap();
+        assert_eq!(options.instance, "secondary");
+        assert_eq!(options.fail_next, 3);
+        assert_eq!(options.profile.retry_after_secs, Some(20));
+        assert!(options.profile.retry_after_http_date);
+
+        let defaults = Cli::try_parse_from(["mcp-mock-upstream"]).unwrap();
+        let options = defaults.serve.options().unwrap();
+        assert_eq!((options.instance.as_str(), options.fail_next), ("mock", 0));
+        assert_eq!(options.profile.retry_after_secs, None);
+        assert!(!options.profile.retry_after_http_date);
+    }
+
+    #[test]
+    fn an_instance_name_that_is_no_header_value_is_refused() {
+        for name in ["", " padded", "line\nbreak", "café"] {
+            let parsed = Cli::try_parse_from(["mcp-mock-upstream", "--instance", name]);
+            assert!(parsed.is_err(), "{name:?} was accepted");
+        }
     }
 
     #[test]

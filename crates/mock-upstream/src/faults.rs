@@ -4,7 +4,11 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The longest `retry_after_secs` accepted: a day is more than any provider asks for, and keeps
+/// "now + secs" well inside what an HTTP-date can express.
+pub(crate) const MAX_RETRY_AFTER_SECS: u64 = 86_400;
 
 /// Every fault knob. All zero (and `error_status` 500) means a well-behaved upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -12,8 +16,15 @@ use serde::{Deserialize, Serialize};
 pub struct FaultProfile {
     /// Share of requests (0..=1) answered with `error_status` and an OpenAI error body.
     pub error_rate: f64,
-    /// Status of injected errors (400..=599); 429 also carries `Retry-After`.
+    /// Status of injected errors (400..=599); a 429 carries `Retry-After: 1` unless
+    /// `retry_after_secs` says otherwise.
     pub error_status: u16,
+    /// When set, every injected error carries `Retry-After` with this many seconds
+    /// (at most 86400).
+    pub retry_after_secs: Option<u64>,
+    /// Send `Retry-After` as an HTTP-date (now + the seconds) instead of a number of seconds;
+    /// real providers send both forms.
+    pub retry_after_http_date: bool,
     /// Delay before the response headers, in milliseconds.
     pub latency_ms: u64,
     /// Uniform spread around `latency_ms` (never below zero), in milliseconds.
@@ -36,6 +47,8 @@ impl Default for FaultProfile {
         Self {
             error_rate: 0.0,
             error_status: 500,
+            retry_after_secs: None,
+            retry_after_http_date: false,
             latency_ms: 0,
             jitter_ms: 0,
             hang_rate: 0.0,
@@ -48,12 +61,21 @@ impl Default for FaultProfile {
 }
 
 /// A partial profile, as sent to `PUT /admin/faults`: the fields present replace those of the
-/// profile in force. The fields are [`FaultProfile`]'s; any other name is refused.
+/// profile in force. The fields are [`FaultProfile`]'s, plus `fail_next`; any other name is
+/// refused.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultPatch {
     pub error_rate: Option<f64>,
     pub error_status: Option<u16>,
+    /// Absent leaves it as it is; `null` unsets it; a number sets it.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retry_after_secs: Option<Option<u64>>,
+    pub retry_after_http_date: Option<bool>,
     pub latency_ms: Option<u64>,
     pub jitter_ms: Option<u64>,
     pub hang_rate: Option<f64>,
@@ -61,6 +83,30 @@ pub struct FaultPatch {
     pub ttft_ms: Option<u64>,
     pub token_interval_ms: Option<u64>,
     pub stream_cut_rate: Option<f64>,
+    /// Not a profile field: sets the countdown of failures kept beside the profile (the next
+    /// N completion, chat and embedding requests fail); [`FaultPatch::apply`] leaves it to the
+    /// caller.
+    pub fail_next: Option<u64>,
+}
+
+/// A field that is present, `null` included: tells "unset it" (`Some(None)`) from "leave it"
+/// (`None`, through `#[serde(default)]`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// What `/admin/faults` shows and answers: the profile in force and, beside it, the failures
+/// still due from `fail_next` (state that counts down, so not part of the `Copy` profile).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub(crate) struct FaultStatus {
+    #[serde(flatten)]
+    pub(crate) profile: FaultProfile,
+    /// How many of the next completion, chat and embedding requests will fail.
+    pub(crate) fail_next: u64,
 }
 
 /// A profile value out of its range; the message names the field.
@@ -77,6 +123,9 @@ pub enum FaultError {
     /// An error status that is not an HTTP error.
     #[error("`error_status` must be between 400 and 599, got {0}")]
     StatusOutOfRange(u16),
+    /// A `Retry-After` too far away to be meant.
+    #[error("`retry_after_secs` must be at most {MAX_RETRY_AFTER_SECS}, got {0}")]
+    RetryAfterOutOfRange(u64),
 }
 
 impl FaultError {
@@ -85,6 +134,7 @@ impl FaultError {
         match self {
             Self::RateOutOfRange { field, .. } => field,
             Self::StatusOutOfRange(_) => "error_status",
+            Self::RetryAfterOutOfRange(_) => "retry_after_secs",
         }
     }
 }
@@ -107,7 +157,12 @@ impl FaultProfile {
         if !(400..=599).contains(&self.error_status) {
             return Err(FaultError::StatusOutOfRange(self.error_status));
         }
-        Ok(())
+        match self.retry_after_secs {
+            Some(secs) if secs > MAX_RETRY_AFTER_SECS => {
+                Err(FaultError::RetryAfterOutOfRange(secs))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Rolls this request's faults. Knobs at zero consume no randomness, so a seeded run's
@@ -141,6 +196,10 @@ impl FaultPatch {
         let merged = FaultProfile {
             error_rate: self.error_rate.unwrap_or(base.error_rate),
             error_status: self.error_status.unwrap_or(base.error_status),
+            retry_after_secs: self.retry_after_secs.unwrap_or(base.retry_after_secs),
+            retry_after_http_date: self
+                .retry_after_http_date
+                .unwrap_or(base.retry_after_http_date),
             latency_ms: self.latency_ms.unwrap_or(base.latency_ms),
             jitter_ms: self.jitter_ms.unwrap_or(base.jitter_ms),
             hang_rate: self.hang_rate.unwrap_or(base.hang_rate),
@@ -233,6 +292,53 @@ mod tests {
             patch.apply(&FaultProfile::default()).unwrap().error_status,
             429
         );
+    }
+
+    #[test]
+    fn retry_after_is_left_by_an_absent_field_unset_by_null_and_bounded() {
+        let base = FaultProfile {
+            retry_after_secs: Some(7),
+            ..FaultProfile::default()
+        };
+        let patch = |json: &str| serde_json::from_str::<FaultPatch>(json).unwrap();
+        let left = patch(r#"{"error_rate": 0.5}"#).apply(&base).unwrap();
+        assert_eq!(left.retry_after_secs, Some(7));
+        let unset = patch(r#"{"retry_after_secs": null}"#).apply(&base).unwrap();
+        assert_eq!(unset.retry_after_secs, None);
+        let set = patch(r#"{"retry_after_secs": 30, "retry_after_http_date": true}"#)
+            .apply(&base)
+            .unwrap();
+        assert_eq!(
+            (set.retry_after_secs, set.retry_after_http_date),
+            (Some(30), true)
+        );
+        let error = patch(r#"{"retry_after_secs": 86401}"#)
+            .apply(&base)
+            .unwrap_err();
+        assert_eq!(error, FaultError::RetryAfterOutOfRange(86_401));
+        assert_eq!(error.field(), "retry_after_secs");
+    }
+
+    #[test]
+    fn a_patch_serialises_back_to_what_it_was_read_from() {
+        for json in [r#"{"fail_next":3}"#, r#"{"retry_after_secs":null}"#] {
+            let patch: FaultPatch = serde_json::from_str(json).unwrap();
+            let again: FaultPatch =
+                serde_json::from_value(serde_json::to_value(patch).unwrap()).unwrap();
+            assert_eq!(again, patch, "{json}");
+        }
+    }
+
+    #[test]
+    fn the_status_shows_the_profile_fields_and_the_countdown_side_by_side() {
+        let status = FaultStatus {
+            profile: FaultProfile::default(),
+            fail_next: 2,
+        };
+        let json = serde_json::to_value(status).unwrap();
+        assert_eq!(json["fail_next"], 2);
+        assert_eq!(json["error_status"], 500);
+        assert_eq!(json["retry_after_secs"], serde_json::Value::Null);
     }
 
     #[test]

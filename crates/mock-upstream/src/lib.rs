@@ -19,7 +19,9 @@
 //! Two modes: generated (the default) builds every answer per request, with usage that matches
 //! the content; fixed serves the [`fixtures`] verbatim from prebuilt bytes, as cheaply as
 //! possible, for benchmarks. The [`FaultProfile`] can be changed at run time on
-//! `PUT /admin/faults`; `GET /admin/stats` shows what the mock saw.
+//! `PUT /admin/faults`, which also sets the `fail_next` countdown of certain failures;
+//! `GET /admin/stats` shows what the mock saw. Every `/v1/*` answer names the instance in
+//! `x-mock-instance`, so a test running a primary and a fallback mock can tell them apart.
 //!
 //! Deliberately independent of `mcp-core`: it speaks OpenAI's wire format from its own
 //! fixtures, so a drift in the gateway's wire types shows up in the gateway's tests.
@@ -28,6 +30,7 @@ mod alerts;
 mod api_error;
 pub mod cli;
 mod embeddings;
+mod fail_next;
 mod faults;
 mod fixed;
 pub mod fixtures;
@@ -35,6 +38,7 @@ mod generate;
 pub mod healthcheck;
 mod ratelimit;
 mod request;
+mod retry_after;
 mod routes;
 mod sse;
 mod state;
@@ -54,6 +58,9 @@ use state::AppState;
 /// Seconds a stopping server waits for answers in progress (a hung request never finishes).
 const SHUTDOWN_TIMEOUT_SECS: u64 = 1;
 
+/// The instance name when none is given.
+pub const DEFAULT_INSTANCE: &str = "mock";
+
 /// How the mock behaves from start-up.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MockOptions {
@@ -67,6 +74,12 @@ pub struct MockOptions {
     pub workers: usize,
     /// Makes generated content and fault rolls reproducible for a sequence of requests.
     pub seed: Option<u64>,
+    /// Sent as `x-mock-instance` on every `/v1/*` answer and shown in `/admin/stats`:
+    /// non-empty printable ASCII.
+    pub instance: String,
+    /// How many of the first completion, chat and embedding requests fail with the profile's
+    /// `error_status`; also what `DELETE /admin/faults` restores the countdown to.
+    pub fail_next: u64,
 }
 
 impl Default for MockOptions {
@@ -77,6 +90,8 @@ impl Default for MockOptions {
             api_key: None,
             workers: 1,
             seed: None,
+            instance: DEFAULT_INSTANCE.to_owned(),
+            fail_next: 0,
         }
     }
 }
@@ -87,16 +102,19 @@ pub struct MockUpstream {
     listener: TcpListener,
     local_addr: SocketAddr,
     options: MockOptions,
+    state: Arc<AppState>,
 }
 
 impl MockUpstream {
     /// Binds the listener now (port 0 allowed) so the real port is known before [`Self::run`].
-    /// Fails with `InvalidInput` if the fault profile is out of range.
+    /// Fails with `InvalidInput` if the fault profile is out of range or the instance name
+    /// cannot be sent as a header.
     pub fn bind(addr: SocketAddr, options: MockOptions) -> std::io::Result<Self> {
-        options
-            .profile
-            .validate()
-            .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidInput, error))?;
+        fn invalid(error: impl std::error::Error + Send + Sync + 'static) -> std::io::Error {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, error)
+        }
+        options.profile.validate().map_err(invalid)?;
+        let state = AppState::new(&options).map_err(invalid)?;
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
@@ -104,6 +122,7 @@ impl MockUpstream {
             listener,
             local_addr,
             options,
+            state: Arc::new(state),
         })
     }
 
@@ -125,16 +144,19 @@ impl MockUpstream {
             listener,
             local_addr,
             options,
+            state,
         } = self;
         tracing::info!(
             address = %local_addr,
+            instance = options.instance,
             fixed = options.fixed,
             api_key = options.api_key.is_some(),
             workers = options.workers.max(1),
             profile = ?options.profile,
+            fail_next = options.fail_next,
             "mock upstream listening"
         );
-        let state = web::Data::from(Arc::new(AppState::new(&options)));
+        let state = web::Data::from(state);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())

@@ -1,6 +1,8 @@
 //! Request and stream counters, shown on `GET /admin/stats`. They let the gateway's tests see
 //! the upstream side of a conversation: how many attempts arrived, and whether a stream was
-//! completed, cut by a fault, or abandoned because the gateway closed the connection.
+//! completed, cut by a fault, or abandoned because the gateway closed the connection, and how
+//! many attempts it had in flight at once (a gateway's concurrency cap, or a fallback that
+//! should not double the load, shows there).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +14,8 @@ use serde::Serialize;
 pub(crate) struct Stats {
     requests_total: AtomicU64,
     in_flight: AtomicU64,
+    /// The high-water mark of `in_flight` since start-up (the counters are never reset).
+    max_in_flight: AtomicU64,
     streams_started: AtomicU64,
     streams_completed: AtomicU64,
     streams_cancelled: AtomicU64,
@@ -23,6 +27,7 @@ pub(crate) struct Stats {
 pub(crate) struct StatsSnapshot {
     requests_total: u64,
     in_flight: u64,
+    max_in_flight: u64,
     streams_started: u64,
     streams_completed: u64,
     streams_cancelled: u64,
@@ -45,7 +50,11 @@ impl Stats {
     /// is when its body is dropped.
     pub(crate) fn begin_request(self: &Arc<Self>) -> InFlight {
         let count = self.requests_total.fetch_add(1, Ordering::Relaxed) + 1;
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        // Every value `in_flight` reaches comes out of one of these increments, so taking the
+        // maximum of each result misses no peak, however the requests interleave.
+        let now_in_flight = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.max_in_flight
+            .fetch_max(now_in_flight, Ordering::Relaxed);
         InFlight {
             stats: Arc::clone(self),
             sequence: count,
@@ -69,6 +78,7 @@ impl Stats {
         StatsSnapshot {
             requests_total: self.requests_total.load(Ordering::Relaxed),
             in_flight: self.in_flight.load(Ordering::Relaxed),
+            max_in_flight: self.max_in_flight.load(Ordering::Relaxed),
             streams_started: self.streams_started.load(Ordering::Relaxed),
             streams_completed: self.streams_completed.load(Ordering::Relaxed),
             streams_cancelled: self.streams_cancelled.load(Ordering::Relaxed),
@@ -116,5 +126,8 @@ mod tests {
         drop(second);
         let snapshot = stats.snapshot();
         assert_eq!((snapshot.requests_total, snapshot.in_flight), (2, 0));
+        assert_eq!(snapshot.max_in_flight, 2, "the peak outlives the requests");
+        drop(stats.begin_request());
+        assert_eq!(stats.snapshot().max_in_flight, 2);
     }
 }

@@ -124,6 +124,70 @@ async fn the_faults_helper_sets_shows_and_clears_the_mock_profile() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failover_scenario_logs_each_phase_start_and_a_summary_per_phase() {
+    let mock = Mock::spawn(FaultProfile::default());
+
+    let output = loadgen(
+        &[
+            "--log-format",
+            "json",
+            "scenario",
+            "failover",
+            "--rate",
+            "20",
+        ],
+        &[
+            ("LOADGEN_TARGET", &mock.root),
+            ("LOADGEN_MOCK_ADMIN", &mock.root),
+            ("LOADGEN_BASELINE", "0"),
+            ("LOADGEN_INCIDENT", "1"),
+            ("LOADGEN_RECOVERY", "1"),
+        ],
+    )
+    .await;
+
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let lines: Vec<Value> = stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let messages: Vec<&str> = lines
+        .iter()
+        .filter_map(|line| line["message"].as_str())
+        .collect();
+    for expected in [
+        "baseline started",
+        "outage started: the primary answers 100% 503s",
+        "outage cleared",
+        "recovery started",
+        "scenario finished",
+    ] {
+        assert!(
+            messages.contains(&expected),
+            "no {expected:?} in:\n{stderr}"
+        );
+    }
+    let summaries: Vec<&Value> = lines
+        .iter()
+        .filter(|line| line["message"] == "phase summary")
+        .collect();
+    let phases: Vec<&str> = summaries
+        .iter()
+        .map(|line| line["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["baseline", "outage", "recovery"], "{stderr}");
+    // Straight at the mock, no answer names its upstream.
+    let recovery = summaries[2];
+    let answers = recovery["answers"].as_u64().unwrap();
+    assert!(answers > 0, "{recovery}");
+    assert_eq!(recovery["upstreams"], format!("unknown={answers}"));
+    assert_eq!(recovery["errors"], 0, "{recovery}");
+    assert!(summaries[1]["status_5xx"].as_u64().unwrap() > 0, "{stderr}");
+    assert_eq!(mock.faults().await["error_rate"], 0.0);
+}
+
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_the_incident_clears_the_fault_before_exiting() {

@@ -7,6 +7,8 @@
 #![allow(unreachable_pub, clippy::unwrap_used)]
 
 mod cli;
+mod failover;
+mod fallback;
 mod health;
 mod helpers;
 mod run;

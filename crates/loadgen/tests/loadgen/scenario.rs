@@ -59,10 +59,9 @@ async fn the_incident_sets_the_fault_then_clears_it_and_the_gateway_answers_502_
     let after = mock
         .faults_until(Duration::from_secs(5), |f| error_rate(f) == 0.0)
         .await;
-    assert_eq!(
-        after,
-        serde_json::to_value(FaultProfile::default()).unwrap()
-    );
+    let mut start_up = serde_json::to_value(FaultProfile::default()).unwrap();
+    start_up["fail_next"] = 0.into();
+    assert_eq!(after, start_up);
     let at_clear = count_502().await;
     // 2 s at 40/s with 30% failing is about 24 answers; far fewer means the fault never bit.
     assert!(
@@ -72,6 +71,9 @@ async fn the_incident_sets_the_fault_then_clears_it_and_the_gateway_answers_502_
     );
 
     let summary = running.await.unwrap().unwrap();
+    let phases: Vec<_> = summary.phases.iter().map(|phase| phase.name).collect();
+    assert_eq!(phases, ["baseline", "incident", "recovery"]);
+    let summary = summary.traffic;
     let at_end = count_502().await;
     assert!(
         at_end - at_clear <= 3.0,
@@ -111,9 +113,11 @@ async fn a_stop_during_the_incident_still_clears_the_fault() {
 
     assert!(stopped_at.elapsed() < Duration::from_secs(7));
     assert_eq!(error_rate(&mock.faults().await), 0.0);
-    assert!(summary.started > 0);
+    let phases: Vec<_> = summary.phases.iter().map(|phase| phase.name).collect();
+    assert_eq!(phases, ["baseline", "incident"], "no recovery after a stop");
+    assert!(summary.traffic.started > 0);
     let sent = mock.stats().await["requests_total"].as_u64().unwrap();
-    assert_eq!(sent, summary.started);
+    assert_eq!(sent, summary.traffic.started);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

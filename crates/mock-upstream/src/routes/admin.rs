@@ -4,11 +4,13 @@
 
 use actix_web::web::{self, Bytes, Data, ServiceConfig};
 use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
 
 use crate::alerts;
 use crate::api_error::ApiError;
 use crate::faults::FaultPatch;
 use crate::state::AppState;
+use crate::stats::StatsSnapshot;
 
 pub(super) fn configure(config: &mut ServiceConfig) {
     config
@@ -27,11 +29,12 @@ pub(super) fn configure(config: &mut ServiceConfig) {
 }
 
 async fn get_faults(state: Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.profile())
+    HttpResponse::Ok().json(state.faults())
 }
 
-/// Lays the fields present over the profile in force; unknown fields and out-of-range values
-/// are refused whole, naming the field, and change nothing.
+/// Lays the fields present over the profile in force, and sets the `fail_next` countdown when
+/// given; unknown fields and out-of-range values are refused whole, naming the field, and
+/// change nothing.
 async fn patch_faults(state: Data<AppState>, body: Bytes) -> HttpResponse {
     let patch: FaultPatch = match serde_json::from_slice(&body) {
         Ok(patch) => patch,
@@ -40,10 +43,10 @@ async fn patch_faults(state: Data<AppState>, body: Bytes) -> HttpResponse {
             return ApiError::invalid_request(message, None).error_response();
         }
     };
-    match state.patch_profile(&patch) {
-        Ok(profile) => {
-            tracing::info!(?profile, "fault profile changed");
-            HttpResponse::Ok().json(profile)
+    match state.patch_faults(&patch) {
+        Ok(faults) => {
+            tracing::info!(profile = ?faults.profile, fail_next = faults.fail_next, "fault profile changed");
+            HttpResponse::Ok().json(faults)
         }
         Err(error) => {
             ApiError::invalid_request(error.to_string(), Some(error.field())).error_response()
@@ -52,13 +55,24 @@ async fn patch_faults(state: Data<AppState>, body: Bytes) -> HttpResponse {
 }
 
 async fn reset_faults(state: Data<AppState>) -> HttpResponse {
-    let profile = state.reset_profile();
-    tracing::info!(?profile, "fault profile reset");
-    HttpResponse::Ok().json(profile)
+    let faults = state.reset_faults();
+    tracing::info!(profile = ?faults.profile, fail_next = faults.fail_next, "fault profile reset");
+    HttpResponse::Ok().json(faults)
+}
+
+/// The counters, with the name of the instance they belong to.
+#[derive(Debug, Serialize)]
+struct StatsAnswer<'a> {
+    instance: &'a str,
+    #[serde(flatten)]
+    counters: StatsSnapshot,
 }
 
 async fn stats(state: Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.stats.snapshot())
+    HttpResponse::Ok().json(StatsAnswer {
+        instance: &state.instance,
+        counters: state.stats.snapshot(),
+    })
 }
 
 async fn receive_alerts(state: Data<AppState>, body: Bytes) -> HttpResponse {

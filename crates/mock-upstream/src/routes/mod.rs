@@ -5,10 +5,11 @@ mod admin;
 mod v1;
 
 use actix_web::http::header::{CONTENT_TYPE, HeaderValue};
-use actix_web::web::{self, ServiceConfig};
+use actix_web::web::{self, Data, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 
 use crate::api_error::ApiError;
+use crate::state::AppState;
 
 /// The largest request body read; prompts near a model's context limit fit.
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -31,6 +32,12 @@ async fn health() -> HttpResponse {
         .body(HEALTH_BODY)
 }
 
-async fn unknown_url(request: HttpRequest) -> HttpResponse {
-    ApiError::unknown_url(request.method().as_str(), request.path()).error_response()
+async fn unknown_url(state: Data<AppState>, request: HttpRequest) -> HttpResponse {
+    let mut response =
+        ApiError::unknown_url(request.method().as_str(), request.path()).error_response();
+    // Under /v1 the answer comes from "the upstream", so it names the instance like the rest.
+    if request.path().starts_with("/v1/") {
+        v1::name_instance(&state, &mut response);
+    }
+    response
 }

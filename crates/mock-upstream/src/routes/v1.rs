@@ -1,7 +1,7 @@
 //! The OpenAI-compatible endpoints. Every request takes the same path: count it, check the key,
 //! roll its faults, wait out the latency (or hang), validate the body, inject an error, then
 //! answer from the fixtures (fixed mode) or a fresh generation, possibly malformed or as a
-//! stream with its own faults.
+//! stream with its own faults. Every answer, an error included, names the instance.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,14 +12,15 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError};
 
 use crate::api_error::ApiError;
 use crate::embeddings;
-use crate::faults::FaultPlan;
+use crate::faults::{FaultPlan, FaultProfile};
 use crate::fixed::FixedReplies;
 use crate::fixtures;
 use crate::generate::{Generation, TextKind};
 use crate::ratelimit;
 use crate::request::{self, EmbeddingsRequest, TextRequest};
+use crate::retry_after::RetryAfter;
 use crate::sse::{self, Pacing, SseBody, SseEvent};
-use crate::state::AppState;
+use crate::state::{AppState, INSTANCE_HEADER};
 use crate::stats::InFlight;
 
 pub(super) fn configure(config: &mut ServiceConfig) {
@@ -80,10 +81,11 @@ async fn answer(
     body: Bytes,
 ) -> HttpResponse {
     let in_flight = state.stats.begin_request();
-    let response = match respond(endpoint, &state, &request, &body, in_flight).await {
+    let mut response = match respond(endpoint, &state, &request, &body, in_flight).await {
         Ok(response) => response,
         Err(error) => error.error_response(),
     };
+    name_instance(&state, &mut response);
     tracing::debug!(
         path = request.path(),
         status = response.status().as_u16(),
@@ -118,12 +120,12 @@ async fn respond(
                 Endpoint::Models => false,
                 _ => request::probe_stream(body)?,
             };
-            inject_error(plan, profile.error_status)?;
+            inject_error(endpoint, plan, &profile, state)?;
             fixed_reply(endpoint, fixed, stream, plan.malformed)
         }
         None => {
             let valid = validate(endpoint, body)?;
-            inject_error(plan, profile.error_status)?;
+            inject_error(endpoint, plan, &profile, state)?;
             generated_reply(valid, plan.malformed, &mut rng)
         }
     };
@@ -162,12 +164,31 @@ async fn respond(
     }
 }
 
-/// The `error_rate` fault, once the request is known to be valid.
-fn inject_error(plan: FaultPlan, status: u16) -> Result<(), ApiError> {
-    if plan.error {
-        return Err(ApiError::injected(status));
+/// The injected errors, once the request is known to be valid: a failure of the `fail_next`
+/// countdown, else the `error_rate` roll. The countdown is consumed here, not on arrival, so
+/// that each unit becomes exactly one error answer: a request refused as invalid, hung, or
+/// abandoned by its client during the latency takes none. `/v1/models` never takes one: it is
+/// what health probes read, and must not eat a failure meant for a request.
+fn inject_error(
+    endpoint: Endpoint,
+    plan: FaultPlan,
+    profile: &FaultProfile,
+    state: &AppState,
+) -> Result<(), ApiError> {
+    let forced = endpoint != Endpoint::Models && state.fail_next.take();
+    if forced || plan.error {
+        let status = profile.error_status;
+        let retry_after = RetryAfter::for_injected(profile, status);
+        return Err(ApiError::injected(status, retry_after));
     }
     Ok(())
+}
+
+/// Adds `x-mock-instance` to an answer.
+pub(super) fn name_instance(state: &AppState, response: &mut HttpResponse) {
+    response
+        .headers_mut()
+        .insert(INSTANCE_HEADER, state.instance_header.clone());
 }
 
 fn validate(endpoint: Endpoint, body: &[u8]) -> Result<Valid, ApiError> {
@@ -252,6 +273,9 @@ fn generated_reply(valid: Valid, malformed: bool, rng: &mut fastrand::Rng) -> Re
 }
 
 /// OpenAI answers a known path with the wrong method as it answers an unknown path.
-async fn wrong_method(request: HttpRequest) -> HttpResponse {
-    ApiError::unknown_url(request.method().as_str(), request.path()).error_response()
+async fn wrong_method(state: Data<AppState>, request: HttpRequest) -> HttpResponse {
+    let mut response =
+        ApiError::unknown_url(request.method().as_str(), request.path()).error_response();
+    name_instance(&state, &mut response);
+    response
 }

@@ -86,11 +86,18 @@ async fn deleting_the_faults_restores_the_start_up_profile() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let restored: FaultProfile = response.json().await.unwrap();
-    assert_eq!(restored, start);
-    let current: FaultProfile =
-        serde_json::from_value(mock.get_json("/admin/faults").await).unwrap();
-    assert_eq!(current, start);
+    let restored: Value = response.json().await.unwrap();
+    assert_eq!(profile_of(&restored), start);
+    assert_eq!(restored["fail_next"], 0);
+    let current = mock.get_json("/admin/faults").await;
+    assert_eq!(profile_of(&current), start);
+}
+
+/// The profile part of an `/admin/faults` answer (which also shows the `fail_next` countdown).
+fn profile_of(faults: &Value) -> FaultProfile {
+    let mut profile = faults.clone();
+    profile.as_object_mut().unwrap().remove("fail_next");
+    serde_json::from_value(profile).unwrap()
 }
 
 #[tokio::test]
@@ -110,9 +117,43 @@ async fn stats_count_api_requests_and_completed_streams_but_not_admin_calls() {
     assert_eq!(
         stats,
         json!({
-            "requests_total": 2, "in_flight": 0, "streams_started": 1,
-            "streams_completed": 1, "streams_cancelled": 0, "streams_cut": 0,
+            "instance": "mock", "requests_total": 2, "in_flight": 0, "max_in_flight": 1,
+            "streams_started": 1, "streams_completed": 1, "streams_cancelled": 0, "streams_cut": 0,
         })
+    );
+}
+
+#[tokio::test]
+async fn max_in_flight_keeps_the_peak_of_requests_held_together() {
+    let mock = spawn_with_faults(FaultProfile {
+        latency_ms: 60_000,
+        ..FaultProfile::default()
+    })
+    .await;
+    // Held by the latency until their clients leave, so all three are in flight at once.
+    let held: Vec<_> = (0..3)
+        .map(|_| {
+            let client = mock.client.clone();
+            let url = format!("{}/chat/completions", mock.base_url);
+            tokio::spawn(async move { client.post(url).json(&chat_request("hi")).send().await })
+        })
+        .collect();
+    let stats = mock.wait_for_stat("in_flight", 3).await;
+    assert_eq!(stats["max_in_flight"], 3);
+
+    for request in &held {
+        request.abort();
+    }
+    let stats = mock.wait_for_stat("in_flight", 0).await;
+    assert_eq!(stats["max_in_flight"], 3, "the peak outlives the requests");
+
+    mock.put_faults(&json!({"latency_ms": 0})).await;
+    mock.post_api("/chat/completions", &chat_request("hi"))
+        .await;
+    let stats = mock.wait_for_stat("requests_total", 4).await;
+    assert_eq!(
+        stats["max_in_flight"], 3,
+        "one request alone is no new peak"
     );
 }
 

@@ -10,7 +10,10 @@
 mod admin;
 mod auth;
 mod endpoints;
+mod fail_next;
 mod faults;
 mod fixed;
 mod helpers;
+mod instance;
+mod retry_after;
 mod streaming;
