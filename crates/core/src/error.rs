@@ -28,11 +28,17 @@ pub enum ErrorType {
     UpstreamTimeout,
     UpstreamMalformed,
     StreamInterrupted,
+    /// Every upstream that could serve the request is at its `max_in_flight` with a full
+    /// waiting room, or the wait for a slot timed out.
+    UpstreamSaturated,
+    /// Every deployment that could serve the request has its circuit breaker open (or is
+    /// sitting out a 429), so none was tried.
+    CircuitOpen,
     Internal,
 }
 
 impl ErrorType {
-    pub const ALL: [ErrorType; 14] = [
+    pub const ALL: [ErrorType; 16] = [
         ErrorType::InvalidRequest,
         ErrorType::UnsupportedMediaType,
         ErrorType::PayloadTooLarge,
@@ -46,6 +52,8 @@ impl ErrorType {
         ErrorType::UpstreamTimeout,
         ErrorType::UpstreamMalformed,
         ErrorType::StreamInterrupted,
+        ErrorType::UpstreamSaturated,
+        ErrorType::CircuitOpen,
         ErrorType::Internal,
     ];
 
@@ -65,6 +73,8 @@ impl ErrorType {
             ErrorType::UpstreamTimeout => "upstream_timeout",
             ErrorType::UpstreamMalformed => "upstream_malformed",
             ErrorType::StreamInterrupted => "stream_interrupted",
+            ErrorType::UpstreamSaturated => "upstream_saturated",
+            ErrorType::CircuitOpen => "circuit_open",
             ErrorType::Internal => "internal",
         }
     }
@@ -83,7 +93,9 @@ impl ErrorType {
             | ErrorType::UpstreamUnavailable
             | ErrorType::UpstreamTimeout
             | ErrorType::UpstreamMalformed
-            | ErrorType::StreamInterrupted => Fault::Upstream,
+            | ErrorType::StreamInterrupted
+            | ErrorType::UpstreamSaturated
+            | ErrorType::CircuitOpen => Fault::Upstream,
             ErrorType::Internal => Fault::Gateway,
         }
     }
@@ -103,6 +115,7 @@ impl ErrorType {
             | ErrorType::UpstreamMalformed
             | ErrorType::StreamInterrupted => 502,
             ErrorType::UpstreamTimeout => 504,
+            ErrorType::UpstreamSaturated | ErrorType::CircuitOpen => 503,
             ErrorType::Internal => 500,
         }
     }

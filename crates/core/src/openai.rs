@@ -6,8 +6,10 @@
 
 use std::borrow::Cow;
 
+use bytes::{Bytes, BytesMut};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 /// The fields of a client request the gateway routes on.
 #[derive(Debug, Default, Deserialize)]
@@ -39,6 +41,31 @@ impl RequestPeek<'_> {
             .and_then(|o| o.include_usage)
             .unwrap_or(false)
     }
+}
+
+#[derive(Deserialize)]
+struct ModelSpan<'a> {
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+}
+
+/// The request body with its top-level `model` value replaced by `model`: the bytes before
+/// and after the value are kept as they are, so nothing else in the body is re-serialised.
+/// `None` when the body has no `model` (intake refuses such a request first).
+pub fn replace_model(body: &Bytes, model: &str) -> Result<Option<Bytes>, serde_json::Error> {
+    let span: ModelSpan<'_> = serde_json::from_slice(body)?;
+    let Some(raw) = span.model else {
+        return Ok(None);
+    };
+    // The raw value borrows from `body`: its offset is the distance between the pointers.
+    let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+    let end = start + raw.get().len();
+    let value = serde_json::to_string(model)?;
+    let mut out = BytesMut::with_capacity(body.len() - (end - start) + value.len());
+    out.extend_from_slice(&body[..start]);
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(&body[end..]);
+    Ok(Some(out.freeze()))
 }
 
 /// Token counts as the upstream reports them.
@@ -218,6 +245,27 @@ mod tests {
     fn request_peek_rejects_a_model_that_is_not_a_string() {
         let err = serde_json::from_slice::<RequestPeek<'_>>(br#"{"model":42}"#).unwrap_err();
         assert!(err.to_string().contains("expected"), "{err}");
+    }
+
+    #[test]
+    fn the_model_is_replaced_in_place_and_nothing_else_moves() {
+        let body = Bytes::from_static(
+            br#"{ "messages":[{"role":"user","content":"model \"x\""}], "model" : "mini\u0021" ,"n":1}"#,
+        );
+        let out = replace_model(&body, "gpt-4o-mini-2024-07-18")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            &out[..],
+            br#"{ "messages":[{"role":"user","content":"model \"x\""}], "model" : "gpt-4o-mini-2024-07-18" ,"n":1}"#
+        );
+        let odd = replace_model(&body, "a\"b").unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&odd).unwrap();
+        assert_eq!(v["model"], "a\"b");
+        assert_eq!(
+            replace_model(&Bytes::from_static(b"{}"), "m").unwrap(),
+            None
+        );
     }
 
     #[test]

@@ -59,6 +59,14 @@ impl Cli {
             settings.server.listen = listen;
         }
         if let Some(upstream) = &self.upstream {
+            if !settings.upstreams.is_empty() {
+                return Err(SettingsError::Invalid {
+                    path: "--upstream".into(),
+                    message: "cannot replace an `upstreams` list; override an entry with \
+                              MCP__UPSTREAMS__<NAME>__BASE_URL instead"
+                        .into(),
+                });
+            }
             settings.upstream.base_url = Some(upstream.clone());
             settings.validate()?;
         }

@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_TYPE, HeaderValue};
+use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use mcp_core::ErrorType;
 use mcp_core::openai::ErrorBody;
@@ -19,6 +19,8 @@ pub struct ApiError {
     kind: ErrorType,
     message: Cow<'static, str>,
     param: Option<&'static str>,
+    /// Headers the response carries besides the body's (`Retry-After`, the attempts).
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -27,7 +29,14 @@ impl ApiError {
             kind,
             message: message.into(),
             param: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a header to the response.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
     }
 
     /// Names the request field the error is about.
@@ -71,7 +80,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        error_response(self.status_code(), self.kind, &self.message, self.param)
+        let mut response = error_response(self.status_code(), self.kind, &self.message, self.param);
+        for (name, value) in &self.headers {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+        response
     }
 }
 

@@ -17,7 +17,7 @@ pub struct ProxyRequest {
     /// The body exactly as the client sent it (or with `stream_options` added, for streams).
     pub body: Bytes,
     pub model: ModelId,
-    /// The model name as requested, for the access log (bounded in length).
+    /// The model name as requested.
     pub requested_model: String,
     pub stream: bool,
     /// The client asked for the usage chunk at the end of the stream itself.
@@ -27,7 +27,7 @@ pub struct ProxyRequest {
 }
 
 /// Longest model name echoed into a log line or an error message.
-const MAX_ECHOED_MODEL: usize = 128;
+pub const MAX_ECHOED_MODEL: usize = 128;
 
 pub async fn read(
     endpoint: Endpoint,
@@ -45,14 +45,15 @@ pub async fn read(
         )
         .with_param("model"));
     };
-    let requested_model = truncate(requested, MAX_ECHOED_MODEL);
-    let Some(model) = state.catalog.resolve(requested) else {
+    let Some(model) = state.routes.catalog().resolve(requested) else {
+        let shown = truncate(requested, MAX_ECHOED_MODEL);
         return Err(ApiError::new(
             ErrorType::ModelNotFound,
-            format!("The model `{requested_model}` does not exist or is not served here."),
+            format!("The model `{shown}` does not exist or is not served here."),
         )
         .with_param("model"));
     };
+    let requested_model = requested.to_owned();
     let stream = peek.is_stream() && endpoint.can_stream();
     let client_wants_usage = peek.wants_stream_usage();
     let has_stream_options = peek.stream_options.is_some();
@@ -173,7 +174,8 @@ fn peek(body: &[u8]) -> Result<RequestPeek<'_>, ApiError> {
     })
 }
 
-fn truncate(s: &str, max: usize) -> String {
+/// `s`, cut to `max` characters (marked with `...`) for echoing in a log line or a message.
+pub fn truncate(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((i, _)) => format!("{}...", &s[..i]),
         None => s.to_owned(),

@@ -1,9 +1,9 @@
 //! Building and running the gateway: settings in, a bound server out.
 //!
 //! [`Application::build`] binds the listener first, so the real port is known (tests bind
-//! port 0), then assembles the registry, the metric families, the upstream client and the
-//! app. [`Application::run_until_stopped`] serves until a shutdown signal, with the upstream
-//! health probe running beside it.
+//! port 0), then assembles the registry, the metric families, the routing table, the
+//! upstreams and the app. [`Application::run_until_stopped`] serves until a shutdown signal,
+//! with a health probe per upstream running beside it.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -14,27 +14,27 @@ use actix_web::{App, HttpServer, web};
 use actix_web_prom::{ActixMetricsConfiguration, PrometheusMetricsBuilder};
 use anyhow::Context;
 use bytes::Bytes;
-use mcp_core::ModelCatalog;
+use mcp_core::clock::{Clock, SystemClock};
 use mcp_core::metrics::{
     self, BuildInfo, DURATION_BUCKETS, LabelSets, Metrics, NAMESPACE, UNMATCHED_ENDPOINT,
     label_values,
 };
 use mcp_core::openai::ModelList;
+use mcp_core::resilience::{CircuitBreaker, ConcurrencyLimit, RetryBudget};
 use mcp_core::upstream::{UpstreamClient, UpstreamHealth, UpstreamId, UpstreamOptions};
 use prometheus::Registry;
 
 use crate::configuration::{Secrets, Settings};
 use crate::middleware::ErrorAccounting;
 use crate::routes::{self, HEALTH_PATH, METRICS_PATH, READY_PATH};
-use crate::state::AppState;
+use crate::state::{AppState, Upstream};
 
 /// A gateway whose listener is bound and whose server is ready to run.
 pub struct Application {
     local_addr: SocketAddr,
     server: Server,
-    upstream: Arc<UpstreamClient>,
+    state: web::Data<AppState>,
     probe_interval: Option<Duration>,
-    probe_timeout: Duration,
 }
 
 impl std::fmt::Debug for Application {
@@ -59,50 +59,111 @@ impl Application {
         settings: Settings,
         secrets: Secrets,
     ) -> anyhow::Result<Self> {
+        Self::build_with_clock(listener, settings, secrets, Arc::new(SystemClock))
+    }
+
+    /// Builds the gateway with the clock its policies read (breaker cool-downs, the retry
+    /// budget, waits between attempts); tests pass a manual one.
+    pub fn build_with_clock(
+        listener: TcpListener,
+        settings: Settings,
+        secrets: Secrets,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
         let local_addr = listener.local_addr()?;
-        let catalog = ModelCatalog::new(settings.models.clone())?;
-        let has_key = secrets.upstream_api_key.is_some();
-        let (base_url, upstream_name) = settings.upstream.resolve(has_key);
+        let routes = settings.routing_table()?;
+        let plans = settings.upstream_plans(|env| secrets.key(env).is_some());
 
         let registry = Registry::new();
         let sets = LabelSets {
-            models: label_values(catalog.labels().iter().cloned()),
-            upstreams: label_values([upstream_name.clone()]),
+            models: label_values(routes.catalog().labels().iter().cloned()),
+            upstreams: label_values(plans.iter().map(|p| p.name.clone())),
         };
         let metrics = Arc::new(Metrics::register(&registry, &sets, &build_info())?);
 
-        let upstream_id = UpstreamId::new(0);
-        let health = UpstreamHealth::new(
-            upstream_name.clone(),
-            settings.upstream.unhealthy_after,
-            metrics.upstream.up_gauge(upstream_id),
-        );
-        let upstream = Arc::new(UpstreamClient::new(
-            upstream_id,
-            UpstreamOptions {
-                name: upstream_name.clone(),
-                base_url: base_url.clone(),
-                api_key: secrets.upstream_api_key,
-                connect_timeout: settings.upstream.connect_timeout(),
-                request_timeout: settings.upstream.request_timeout(),
-                pool_idle_timeout: Duration::from_secs(settings.upstream.pool_idle_timeout_secs),
-                pool_max_idle_per_host: settings.upstream.pool_max_idle_per_host,
-                unhealthy_after: settings.upstream.unhealthy_after,
-            },
-            health,
-        )?);
+        let mut upstreams = Vec::with_capacity(plans.len());
+        for (i, plan) in plans.iter().enumerate() {
+            let id = UpstreamId::new(i);
+            let client = UpstreamClient::new(
+                id,
+                UpstreamOptions {
+                    name: plan.name.clone(),
+                    base_url: plan.base_url.clone(),
+                    api_key: secrets.key(&plan.api_key_env).cloned(),
+                    connect_timeout: plan.connect_timeout,
+                    request_timeout: plan.request_timeout,
+                    pool_idle_timeout: Duration::from_secs(
+                        settings.upstream.pool_idle_timeout_secs,
+                    ),
+                    pool_max_idle_per_host: settings.upstream.pool_max_idle_per_host,
+                },
+            )
+            .with_context(|| format!("upstream `{}`", plan.name))?;
+            upstreams.push(Upstream {
+                client: Arc::new(client),
+                health: UpstreamHealth::new(
+                    plan.name.clone(),
+                    settings.upstream.unhealthy_after,
+                    metrics.upstream.up_gauge(id),
+                ),
+                limit: ConcurrencyLimit::new(plan.concurrency, metrics.routing.in_flight_gauge(id)),
+                stream_idle_timeout: plan.stream_idle_timeout,
+            });
+        }
+        let now = clock.now();
+        let breaker_policy = settings.routing.breaker_policy();
+        let breakers = routes
+            .deployments()
+            .iter()
+            .map(|d| {
+                metrics.routing.add_deployment(d.upstream, d.model);
+                CircuitBreaker::new(breaker_policy.clone(), now)
+            })
+            .collect();
+        for spec in routes.catalog().specs() {
+            let from = routes.catalog().resolve(&spec.id).expect("configured");
+            for to in &spec.fallbacks {
+                let to = routes.catalog().resolve(to).expect("validated");
+                metrics.routing.add_fallback(from, to);
+            }
+        }
 
+        let owner = if plans.len() == 1 {
+            plans[0].name.as_str()
+        } else {
+            "mcp-server"
+        };
+        let names = routes
+            .catalog()
+            .specs()
+            .iter()
+            .flat_map(|s| std::iter::once(&s.id).chain(&s.aliases))
+            .map(String::as_str);
         let models_body = Bytes::from(serde_json::to_vec(&ModelList::new(
-            catalog.specs().iter().map(|s| s.id.as_str()),
-            &upstream_name,
+            names,
+            owner,
             unix_now(),
         ))?);
+        for plan in &plans {
+            tracing::info!(
+                upstream = %plan.name,
+                base_url = %plan.base_url,
+                api_key = if secrets.key(&plan.api_key_env).is_some() { "set" } else { "not set" },
+                max_in_flight = plan.concurrency.max_in_flight,
+                "upstream"
+            );
+        }
+        let deployments = routes.deployments().len();
         let state = web::Data::new(AppState {
-            catalog,
-            upstream: upstream.clone(),
+            routes,
+            upstreams,
+            breakers,
+            retry: settings.routing.retry_policy(),
+            budget: RetryBudget::new(settings.routing.budget_policy(), now),
+            deadline: settings.routing.deadline(),
+            clock,
             metrics: metrics.clone(),
             max_body_bytes: settings.server.max_body_bytes,
-            stream_idle_timeout: settings.upstream.stream_idle_timeout(),
             max_response_bytes: settings.upstream.max_response_bytes,
             models_body,
         });
@@ -129,9 +190,10 @@ impl Application {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
         };
+        let app_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
-                .app_data(state.clone())
+                .app_data(app_state.clone())
                 .configure(routes::configure)
                 // Inside actix-web-prom, so that what it turns into responses is counted there.
                 .wrap(error_accounting.clone())
@@ -150,10 +212,9 @@ impl Application {
 
         tracing::info!(
             listen = %local_addr,
-            upstream = %upstream_name,
-            base_url = %base_url,
-            api_key = if has_key { "set" } else { "not set" },
+            upstreams = plans.len(),
             models = settings.models.len(),
+            deployments,
             workers,
             "mcp-server ready"
         );
@@ -164,9 +225,8 @@ impl Application {
         Ok(Self {
             local_addr,
             server,
-            upstream,
+            state,
             probe_interval,
-            probe_timeout: settings.upstream.connect_timeout() + Duration::from_secs(5),
         })
     }
 
@@ -180,32 +240,39 @@ impl Application {
 
     /// Serves until the process gets SIGINT or SIGTERM, then drains in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let probe = self.probe_interval.map(|interval| {
-            tokio::spawn(probe_upstream(
-                self.upstream.clone(),
-                interval,
-                self.probe_timeout,
-            ))
-        });
+        let probes: Vec<_> = match self.probe_interval {
+            None => Vec::new(),
+            Some(interval) => (0..self.state.upstreams.len())
+                .map(|i| {
+                    tokio::spawn(probe_upstream(
+                        self.state.clone().into_inner(),
+                        UpstreamId::new(i),
+                        interval,
+                    ))
+                })
+                .collect(),
+        };
         let result = self.server.await;
-        if let Some(probe) = probe {
+        for probe in probes {
             probe.abort();
         }
         result
     }
 }
 
-/// Asks the upstream whether it is up, every `interval`, feeding its health state.
-async fn probe_upstream(upstream: Arc<UpstreamClient>, interval: Duration, timeout: Duration) {
+/// Asks an upstream whether it is up, every `interval`, feeding its health state.
+async fn probe_upstream(state: Arc<AppState>, id: UpstreamId, interval: Duration) {
+    let upstream = state.upstream(id);
+    let timeout = upstream.client.connect_timeout() + Duration::from_secs(5);
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match upstream.probe(timeout).await {
-            Ok(()) => upstream.health().record_success(),
+        match upstream.client.probe(timeout).await {
+            Ok(()) => upstream.health.record_success(),
             Err(e) => {
-                tracing::debug!(upstream = upstream.name(), error = %e, "upstream probe failed");
-                upstream.health().record_failure();
+                tracing::debug!(upstream = upstream.client.name(), error = %e, "upstream probe failed");
+                upstream.health.record_failure();
             }
         }
     }

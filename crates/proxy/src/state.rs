@@ -1,23 +1,82 @@
-//! What every worker shares: the model list, the upstream client, the metric families and
-//! the request limits. Built once at start-up; read-only afterwards.
+//! What every worker shares: the routing table and each deployment's breaker, the upstreams
+//! (client, health, slots), the retry policy and budget, the clock policies read, the metric
+//! families and the request limits. Built once at start-up.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mcp_core::ModelCatalog;
+use mcp_core::clock::Clock;
 use mcp_core::metrics::Metrics;
-use mcp_core::upstream::UpstreamClient;
+use mcp_core::resilience::{
+    BreakerState, CircuitBreaker, ConcurrencyLimit, Permit, Refusal, RetryBudget, RetryPolicy,
+};
+use mcp_core::routing::{DeploymentId, RoutingTable};
+use mcp_core::upstream::{Outcome, UpstreamClient, UpstreamHealth, UpstreamId};
 
 #[derive(Debug)]
 pub struct AppState {
-    pub catalog: ModelCatalog,
-    pub upstream: Arc<UpstreamClient>,
+    pub routes: RoutingTable,
+    /// By `UpstreamId`.
+    pub upstreams: Vec<Upstream>,
+    /// By `DeploymentId`.
+    pub breakers: Vec<CircuitBreaker>,
+    pub retry: RetryPolicy,
+    pub budget: RetryBudget,
+    /// The longest a request may take, every attempt and wait included.
+    pub deadline: Duration,
+    pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
-    pub stream_idle_timeout: Duration,
     /// The largest plain answer, or stream event, read from the upstream.
     pub max_response_bytes: usize,
     /// `GET /v1/models`, rendered once.
     pub models_body: Bytes,
+}
+
+/// One upstream: how to reach it, whether it can be reached, and its slots.
+#[derive(Debug)]
+pub struct Upstream {
+    pub client: Arc<UpstreamClient>,
+    /// Down means unreachable; failing is the breakers' business.
+    pub health: UpstreamHealth,
+    pub limit: ConcurrencyLimit,
+    pub stream_idle_timeout: Duration,
+}
+
+impl AppState {
+    pub fn upstream(&self, id: UpstreamId) -> &Upstream {
+        &self.upstreams[id.index()]
+    }
+
+    /// Asks a deployment's breaker for a permit, and reports a state change.
+    pub fn permit(&self, deployment: DeploymentId) -> Result<Permit, Refusal> {
+        let (permit, moved) = self.breakers[deployment.index()].permit(self.clock.now());
+        if let Some(to) = moved {
+            self.breaker_moved(deployment, to);
+        }
+        permit
+    }
+
+    /// Hands a permit back with its attempt's outcome, and reports a state change.
+    pub fn settle_permit(&self, deployment: DeploymentId, permit: Permit, outcome: Outcome) {
+        let moved = self.breakers[deployment.index()].record(permit, outcome, self.clock.now());
+        if let Some(to) = moved {
+            self.breaker_moved(deployment, to);
+        }
+    }
+
+    fn breaker_moved(&self, deployment: DeploymentId, to: BreakerState) {
+        let d = self.routes.deployment(deployment);
+        self.metrics.routing.breaker_moved(d.upstream, d.model, to);
+        let upstream = self.upstream(d.upstream).client.name();
+        let model = self.routes.catalog().label(d.model);
+        match to {
+            BreakerState::Open => tracing::warn!(upstream, model, "circuit breaker opened"),
+            BreakerState::HalfOpen => {
+                tracing::info!(upstream, model, "circuit breaker half-open: probing");
+            }
+            BreakerState::Closed => tracing::info!(upstream, model, "circuit breaker closed"),
+        }
+    }
 }

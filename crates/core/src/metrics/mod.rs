@@ -8,6 +8,7 @@
 
 mod gateway;
 mod indexed;
+mod routing;
 mod upstream;
 mod usage;
 
@@ -15,6 +16,7 @@ use prometheus::{IntGaugeVec, Opts, Registry};
 
 pub use gateway::{DisconnectPhase, GatewayMetrics};
 pub use indexed::{Family, Indexed, LabelValues, label_values};
+pub use routing::{ATTEMPT_BUCKETS, QUEUE_WAIT_BUCKETS, RETRY_REASONS, RoutingMetrics};
 pub use upstream::{RateLimitKind, UpstreamMetrics};
 pub use usage::UsageMetrics;
 
@@ -72,6 +74,7 @@ pub struct Metrics {
     pub gateway: GatewayMetrics,
     pub usage: UsageMetrics,
     pub upstream: UpstreamMetrics,
+    pub routing: RoutingMetrics,
     /// The full name of every family registered, whether or not it has a series yet.
     families: Vec<String>,
 }
@@ -99,10 +102,12 @@ impl Metrics {
         let gateway = GatewayMetrics::register(&mut reg, sets)?;
         let usage = UsageMetrics::register(&mut reg, sets)?;
         let upstream = UpstreamMetrics::register(&mut reg, sets)?;
+        let routing = RoutingMetrics::register(&mut reg, sets)?;
         Ok(Self {
             gateway,
             usage,
             upstream,
+            routing,
             families: reg.families,
         })
     }
@@ -147,6 +152,8 @@ mod tests {
             INTER_TOKEN_BUCKETS,
             OVERHEAD_BUCKETS,
             TOKEN_BUCKETS,
+            ATTEMPT_BUCKETS,
+            QUEUE_WAIT_BUCKETS,
         ] {
             assert!(b.windows(2).all(|w| w[0] < w[1]), "{b:?}");
         }

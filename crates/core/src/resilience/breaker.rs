@@ -24,7 +24,7 @@ pub struct BreakerPolicy {
     /// Consecutive failures that open the breaker; 0 turns this trigger off.
     pub consecutive_failures: u32,
     /// The share of failed attempts over `window` that opens it (with `min_requests`);
-    /// above 1 turns this trigger off.
+    /// 0 turns this trigger off.
     pub failure_ratio: f64,
     /// Attempts the window must hold before the ratio is judged.
     pub min_requests: u32,
@@ -167,6 +167,16 @@ impl CircuitBreaker {
         }
     }
 
+    /// Until when no attempt will be let through, when that is known: the end of the
+    /// cool-down or of a 429's sit-out, whichever is later.
+    pub fn blocked_until(&self, now: Instant) -> Option<Instant> {
+        let inner = self.lock();
+        let open = (inner.state == BreakerState::Open && now < inner.open_until)
+            .then_some(inner.open_until);
+        let sitting = inner.sit_out_until.filter(|until| now < *until);
+        open.max(sitting)
+    }
+
     /// Asks to send an attempt at `now`. The second value is the state the breaker moved to,
     /// if asking moved it (open to half-open once the cool-down is over).
     pub fn permit(&self, now: Instant) -> (Result<Permit, Refusal>, Option<BreakerState>) {
@@ -249,7 +259,7 @@ impl CircuitBreaker {
         }
         let [ok, failed] = inner.window.totals(now);
         let total = ok + failed;
-        total > 0 && total >= u64::from(p.min_requests) && {
+        p.failure_ratio > 0.0 && total > 0 && total >= u64::from(p.min_requests) && {
             failed as f64 / total as f64 >= p.failure_ratio
         }
     }

@@ -92,6 +92,11 @@ impl ConcurrencyLimit {
         }
     }
 
+    /// Whether a `max_in_flight` is set.
+    pub fn is_limited(&self) -> bool {
+        self.slots.is_some()
+    }
+
     pub fn capacity(&self) -> Capacity {
         match &self.slots {
             None => Capacity::Free,

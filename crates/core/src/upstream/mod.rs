@@ -1,5 +1,6 @@
 //! The client side of the gateway: one pooled HTTP client per upstream provider, the
-//! classification of each attempt's result, and the upstream's health as the gateway sees it.
+//! classification of each attempt's result, and the upstream's health as the gateway sees it
+//! (kept beside the client, not in it: the client is transport only).
 //!
 //! The proxy talks to upstreams only through [`UpstreamClient`] and [`UpstreamResponse`], so
 //! the HTTP client underneath can change without touching the relay. Underneath is hyper's
@@ -64,9 +65,6 @@ pub struct UpstreamOptions {
     pub request_timeout: Duration,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
-    /// Consecutive attempts that could not reach the upstream (connection failures,
-    /// timeouts) after which it is considered down.
-    pub unhealthy_after: u32,
 }
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -90,15 +88,11 @@ pub struct UpstreamClient {
     /// `Bearer <key>`, marked sensitive so that it is never printed.
     authorization: Option<HeaderValue>,
     request_timeout: Duration,
-    health: UpstreamHealth,
+    connect_timeout: Duration,
 }
 
 impl UpstreamClient {
-    pub fn new(
-        id: UpstreamId,
-        options: UpstreamOptions,
-        health: UpstreamHealth,
-    ) -> Result<Self, BuildError> {
+    pub fn new(id: UpstreamId, options: UpstreamOptions) -> Result<Self, BuildError> {
         let base = options.base_url;
         if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
             return Err(BuildError::BaseUrl("it must be an http or https URL"));
@@ -163,7 +157,7 @@ impl UpstreamClient {
             models_uri,
             authorization,
             request_timeout: options.request_timeout,
-            health,
+            connect_timeout: options.connect_timeout,
         })
     }
 
@@ -179,13 +173,14 @@ impl UpstreamClient {
         &self.base_url
     }
 
-    pub fn health(&self) -> &UpstreamHealth {
-        &self.health
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
     }
 
-    /// The deadline for an attempt that starts now.
-    pub fn deadline(&self) -> Instant {
-        Instant::now() + self.request_timeout
+    /// How long one attempt may take: the whole exchange for a plain answer, until the
+    /// response headers for a stream.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
     }
 
     /// Sends one attempt and waits for the response headers, at most until `deadline`.

@@ -79,6 +79,8 @@ impl Gateway {
                 // Not set in the test environment: the gateway sends no key.
                 "api_key_env": "MCP_LOADGEN_TEST_UNSET_KEY"
             },
+            // One attempt per request: the scenarios' injected errors must reach the clients.
+            "routing": {"max_attempts": 1},
             "models": [
                 {"id": "gpt-4o-mini"},
                 {"id": "gpt-4o"},

@@ -2,17 +2,23 @@
 //! variables, then the quick-start flags. Unknown keys are refused and every error names the
 //! key it is about, so a typo stops start-up instead of being silently ignored.
 //!
-//! The upstream API key is never part of the settings: they only name the environment
-//! variable that holds it (see [`Secrets`]).
+//! Upstream API keys are never part of the settings: they only name the environment
+//! variables that hold them (see [`Secrets`]).
+
+mod routing;
+mod upstreams;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use mcp_core::ModelSpec;
-use secrecy::SecretString;
+use mcp_core::routing::RoutingTable;
+use mcp_core::{ModelCatalog, ModelSpec};
 use serde::Deserialize;
 use url::Url;
+
+pub use routing::{BreakerSettings, BudgetSettings, FailureKind, RetryTrigger, RoutingSettings};
+pub use upstreams::{QueueSettings, Secrets, UpstreamEntry, UpstreamPlan};
 
 /// Where requests go when no upstream is configured and no API key is set: the mock upstream
 /// that `make run` starts beside the proxy.
@@ -27,11 +33,18 @@ pub const ENV_PREFIX: &str = "MCP";
 pub struct Settings {
     #[serde(default)]
     pub server: ServerSettings,
+    /// The single upstream, or the defaults of the `upstreams` list's entries.
     #[serde(default)]
     pub upstream: UpstreamSettings,
-    /// The models clients may use. Empty: any model is forwarded and counted as `other`.
+    /// Several upstreams, named by the models' deployments. Empty: `upstream` is the one.
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamEntry>,
+    /// The models clients may use and where they are served. Empty: any model is forwarded
+    /// to the (first) upstream and counted as `other`.
     #[serde(default)]
     pub models: Vec<ModelSpec>,
+    #[serde(default)]
+    pub routing: RoutingSettings,
     #[serde(default)]
     pub log: LogSettings,
 }
@@ -87,6 +100,10 @@ pub struct UpstreamSettings {
     pub unhealthy_after: u32,
     /// How often the upstream's model list is fetched to learn whether it is up; 0 disables.
     pub health_check_interval_secs: u64,
+    /// Attempts in flight to the upstream at most; 0 means no limit.
+    pub max_in_flight: usize,
+    /// The waiting room when `max_in_flight` is reached.
+    pub queue: QueueSettings,
 }
 
 impl Default for UpstreamSettings {
@@ -104,6 +121,8 @@ impl Default for UpstreamSettings {
             pool_max_idle_per_host: 1024,
             unhealthy_after: 3,
             health_check_interval_secs: 15,
+            max_in_flight: 0,
+            queue: QueueSettings::default(),
         }
     }
 }
@@ -125,10 +144,7 @@ impl UpstreamSettings {
     pub fn resolve(&self, has_key: bool) -> (Url, String) {
         let (url, default_name) = match (&self.base_url, has_key) {
             (Some(url), _) => (url.clone(), "primary"),
-            (None, true) => (
-                Url::parse(OPENAI_BASE_URL).expect("a valid constant URL"),
-                "openai",
-            ),
+            (None, true) => (upstreams::openai_base_url(), "openai"),
             (None, false) => (self.mock_base_url.clone(), "mock"),
         };
         let name = self.name.clone().unwrap_or_else(|| default_name.into());
@@ -170,7 +186,7 @@ pub enum SettingsError {
 }
 
 impl SettingsError {
-    fn invalid(path: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(path: &str, message: impl Into<String>) -> Self {
         SettingsError::Invalid {
             path: path.into(),
             message: message.into(),
@@ -188,6 +204,15 @@ pub fn load_from(
     file: Option<&Path>,
     env: Option<config::Map<String, String>>,
 ) -> Result<Settings, SettingsError> {
+    // List entries are overridden by name, which the config crate cannot do: take those
+    // variables out and apply them after the list is read.
+    let env = env.unwrap_or_else(|| {
+        std::env::vars()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .collect()
+    });
+    let (env, entry_overrides) = upstreams::split_entry_overrides(env.into_iter().collect());
+    let env: config::Map<String, String> = env.into_iter().collect();
     let mut builder = config::Config::builder();
     if let Some(file) = file {
         builder = builder.add_source(
@@ -201,13 +226,14 @@ pub fn load_from(
             .prefix_separator("__")
             .separator("__")
             .try_parsing(true)
-            .source(env),
+            .source(Some(env)),
     );
     let merged = builder.build()?;
-    let settings: Settings = serde_path_to_error::deserialize(merged).map_err(|e| {
+    let mut settings: Settings = serde_path_to_error::deserialize(merged).map_err(|e| {
         let path = e.path().to_string();
         SettingsError::invalid(&path, e.into_inner().to_string())
     })?;
+    settings.apply_entry_overrides(entry_overrides)?;
     settings.validate()?;
     Ok(settings)
 }
@@ -243,65 +269,43 @@ impl Settings {
             "upstream.max_response_bytes",
             self.upstream.max_response_bytes as u64,
         )?;
+        positive("upstream.queue.timeout_ms", self.upstream.queue.timeout_ms)?;
         for (path, url) in [
             ("upstream.base_url", self.upstream.base_url.as_ref()),
             ("upstream.mock_base_url", Some(&self.upstream.mock_base_url)),
         ] {
             if let Some(url) = url {
-                if !matches!(url.scheme(), "http" | "https") {
-                    return Err(SettingsError::invalid(path, "must be an http or https URL"));
-                }
-                if !url.username().is_empty() || url.password().is_some() {
-                    return Err(SettingsError::invalid(
-                        path,
-                        "must not contain credentials; set the API key variable instead",
-                    ));
-                }
+                upstreams::check_url(path, url)?;
             }
         }
-        if let Some(name) = &self.upstream.name {
-            let ok = !name.is_empty()
-                && name.len() <= 64
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-            if !ok {
-                return Err(SettingsError::invalid(
-                    "upstream.name",
-                    "must be 1-64 characters of letters, digits, '-', '_' or '.'",
-                ));
-            }
-        }
+        self.validate_upstreams()?;
         if self.upstream.api_key_env.is_empty() {
             return Err(SettingsError::invalid(
                 "upstream.api_key_env",
                 "must name an environment variable",
             ));
         }
-        mcp_core::ModelCatalog::new(self.models.clone())
-            .map_err(|e| SettingsError::invalid("models", e.to_string()))?;
+        self.routing.validate()?;
+        self.routing_table()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| SettingsError::invalid("log.level", e.to_string()))?;
         Ok(())
     }
 }
 
-/// Secrets read from the environment at start-up, kept apart from the settings so that the
-/// settings can be logged and compared freely.
-#[derive(Debug, Default, Clone)]
-pub struct Secrets {
-    pub upstream_api_key: Option<SecretString>,
-}
-
-impl Secrets {
-    /// Reads the API key from the variable the settings name; an empty value counts as unset.
-    pub fn from_env(settings: &Settings) -> Self {
-        let key = std::env::var(&settings.upstream.api_key_env)
-            .ok()
-            .filter(|k| !k.trim().is_empty());
-        Self {
-            upstream_api_key: key.map(SecretString::from),
-        }
+impl Settings {
+    /// The model table resolved against the upstreams.
+    pub fn routing_table(&self) -> Result<RoutingTable, SettingsError> {
+        let catalog = ModelCatalog::new(self.models.clone())
+            .map_err(|e| SettingsError::invalid("models", e.to_string()))?;
+        RoutingTable::new(catalog, &self.upstream_names()).map_err(|e| {
+            // Routing errors lead with the key they are about.
+            let text = e.to_string();
+            match text.split_once(": ") {
+                Some((path, message)) => SettingsError::invalid(path, message),
+                None => SettingsError::invalid("models", text),
+            }
+        })
     }
 }
 

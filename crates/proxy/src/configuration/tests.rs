@@ -41,6 +41,7 @@ fn defaults_serve_the_mock_upstream_on_loopback() {
     let s = load_from(None, env(&[])).unwrap();
     assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
     let (url, name) = s.upstream.resolve(false);
+    assert_eq!(s.upstream_names(), ["mock"]);
     assert_eq!(url.as_str(), DEFAULT_MOCK_BASE_URL);
     assert_eq!(name, "mock");
     let (url, name) = s.upstream.resolve(true);

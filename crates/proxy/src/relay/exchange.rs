@@ -1,20 +1,25 @@
-//! One proxied request's books: from request received to last byte sent.
+//! One proxied request's books, as the client sees it: from request received to last byte
+//! sent.
 //!
 //! An [`Exchange`] is created when the request arrives and travels with it (into the response
 //! stream, for streamed answers). Its `Drop` settles everything exactly once — in-flight
-//! gauge, cancelled attempt, client disconnect, overhead, usage and the access-log line — so
-//! the books balance whether the request succeeds, fails, or its client simply goes away.
+//! gauge, client disconnect, overhead, attempts per request, usage and the access-log line —
+//! so the books balance whether the request succeeds, fails, or its client simply goes away.
+//! Each upstream attempt keeps its own books ([`super::attempt::Attempt`]); the exchange only
+//! notes which attempts were made and which one answered.
+
+use std::fmt::Write as _;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcp_core::metrics::DisconnectPhase;
 use mcp_core::openai::Usage;
-use mcp_core::upstream::{Outcome, UpstreamResponse};
+use mcp_core::upstream::{Outcome, UpstreamId};
 use mcp_core::{Endpoint, ErrorType, ModelId};
 
 use crate::error::ApiError;
-use crate::intake::ProxyRequest;
+use crate::intake::{self, ProxyRequest};
 use crate::state::AppState;
 
 #[derive(Debug)]
@@ -22,8 +27,15 @@ pub struct Exchange {
     state: Arc<AppState>,
     endpoint: Endpoint,
     started: Instant,
+    /// The model requested; once an answer is used, the model that gave it (a fallback).
     model: Option<ModelId>,
     requested_model: String,
+    /// The upstream whose answer the client gets.
+    served_by: Option<UpstreamId>,
+    /// Every attempt made, in order, for the access line.
+    attempts: Vec<(UpstreamId, ModelId, Outcome)>,
+    /// Routing began: the request was accepted and at least looked for a deployment.
+    routed: bool,
     stream: bool,
     /// The status sent to the client, once known.
     status: Option<u16>,
@@ -31,10 +43,7 @@ pub struct Exchange {
     upstream_request_id: Option<Box<str>>,
     error: Option<ErrorType>,
     usage: Option<Usage>,
-    /// The attempt in flight, if any, and when it was sent.
-    attempt: Option<Instant>,
-    attempted: bool,
-    /// Plain answers: time spent waiting on the upstream.
+    /// Time spent waiting: on upstream attempts, for a free slot, between attempts.
     upstream_wait: Duration,
     /// Streams: time spent in the gateway's own code (waits excluded).
     own_work: Duration,
@@ -54,13 +63,14 @@ impl Exchange {
             started: Instant::now(),
             model: None,
             requested_model: String::new(),
+            served_by: None,
+            attempts: Vec::new(),
+            routed: false,
             stream: false,
             status: None,
             upstream_request_id: None,
             error: None,
             usage: None,
-            attempt: None,
-            attempted: false,
             upstream_wait: Duration::ZERO,
             own_work: Duration::ZERO,
             first_token: None,
@@ -83,60 +93,63 @@ impl Exchange {
     }
 
     /// The request passed intake.
-    pub fn accept(&mut self, request: &mut ProxyRequest) {
+    pub fn accept(&mut self, request: &ProxyRequest) {
         self.model = Some(request.model);
-        self.requested_model = std::mem::take(&mut request.requested_model);
+        self.requested_model = intake::truncate(&request.requested_model, intake::MAX_ECHOED_MODEL);
         self.stream = request.stream;
     }
 
-    /// An attempt is about to be sent.
-    pub fn start_attempt(&mut self) -> Instant {
-        let now = Instant::now();
-        self.attempt = Some(now);
-        self.attempted = true;
-        now
+    /// Routing begins.
+    pub fn routing(&mut self) {
+        self.routed = true;
     }
 
-    /// The attempt's response headers arrived.
-    pub fn first_byte(&mut self, sent: Instant, response: &UpstreamResponse) {
-        self.upstream_request_id = response
-            .headers()
-            .get("x-request-id")
-            .and_then(|id| id.to_str().ok())
-            .map(Box::from);
-        if let Some(model) = self.model {
-            let upstream = self.state.upstream.id();
-            self.state
-                .metrics
-                .upstream
-                .observe_first_byte(upstream, model, sent.elapsed());
+    /// An attempt ended with `outcome` (the one whose answer is relayed included).
+    pub fn note_attempt(&mut self, upstream: UpstreamId, model: ModelId, outcome: Outcome) {
+        self.attempts.push((upstream, model, outcome));
+    }
+
+    /// The last attempt's outcome changed after it was noted (a stream that broke).
+    pub fn amend_last_attempt(&mut self, outcome: Outcome) {
+        if let Some(last) = self.attempts.last_mut() {
+            last.2 = outcome;
         }
     }
 
-    /// The attempt in flight ended with `outcome`; updates the upstream's health.
-    pub fn end_attempt(&mut self, outcome: Outcome) {
-        let Some(sent) = self.attempt.take() else {
-            return;
-        };
-        let upstream = &self.state.upstream;
-        match outcome.reachability() {
-            Some(false) => upstream.health().record_failure(),
-            Some(true) => upstream.health().record_success(),
-            None => {}
-        }
-        if let Some(model) = self.model {
-            self.state.metrics.upstream.record_attempt(
-                upstream.id(),
-                model,
-                outcome,
-                sent.elapsed(),
-            );
-        }
+    /// The number of attempts made so far.
+    pub fn attempts(&self) -> u32 {
+        u32::try_from(self.attempts.len()).unwrap_or(u32::MAX)
     }
 
-    /// Time spent waiting on the upstream for a plain answer.
+    /// The answer the client gets comes from `upstream`, for `model`.
+    pub fn answered_by(
+        &mut self,
+        upstream: UpstreamId,
+        model: ModelId,
+        upstream_request_id: Option<Box<str>>,
+    ) {
+        self.served_by = Some(upstream);
+        self.model = Some(model);
+        self.upstream_request_id = upstream_request_id;
+    }
+
+    /// Which upstream answered and for which model, once known.
+    pub fn served(&self) -> Option<(UpstreamId, ModelId)> {
+        self.served_by.zip(self.model)
+    }
+
+    /// Time spent waiting, which is not the gateway's own work.
     pub fn waited(&mut self, wait: Duration) {
         self.upstream_wait += wait;
+    }
+
+    /// A stream's head is handed over at `at`: the time until then that was not a wait was
+    /// the gateway's own work.
+    pub fn worked_until_now(&mut self, began: Instant) {
+        let before = began
+            .saturating_duration_since(self.started)
+            .saturating_sub(self.upstream_wait);
+        self.own_work += before + began.elapsed();
     }
 
     /// Time a stream spent in the gateway's own code.
@@ -199,11 +212,10 @@ impl Exchange {
 
     /// Accounts the tokens (reported, or estimated for a stream cut short) and returns them.
     fn settle_usage(&mut self) -> Option<Usage> {
-        let (Some(model), Some(status)) = (self.model, self.status) else {
+        let (Some((upstream, model)), Some(status)) = (self.served(), self.status) else {
             return None;
         };
         let metrics = &self.state.metrics;
-        let upstream = self.state.upstream.id();
         let usage = match self.usage {
             Some(usage) => Some(usage),
             // A stream that ended without its usage chunk: count what was relayed, one token
@@ -215,7 +227,7 @@ impl Exchange {
             None => None,
         };
         if let Some(usage) = &usage {
-            let pricing = self.state.catalog.pricing(model);
+            let pricing = self.state.routes.catalog().pricing(model);
             metrics.usage.record(model, upstream, usage, pricing);
         }
         let succeeded = (200..300).contains(&status) && self.error.is_none();
@@ -230,9 +242,6 @@ impl Drop for Exchange {
     fn drop(&mut self) {
         let metrics = self.state.metrics.clone();
         let gateway = &metrics.gateway;
-        if self.attempt.is_some() {
-            self.end_attempt(Outcome::Cancelled);
-        }
         if !self.complete {
             let phase = if self.first_token.is_some() {
                 DisconnectPhase::MidStream
@@ -241,7 +250,10 @@ impl Drop for Exchange {
             };
             gateway.record_disconnect(self.endpoint, phase);
         }
-        if self.attempted {
+        if self.routed {
+            metrics
+                .routing
+                .observe_attempts(self.endpoint, self.attempts());
             let overhead = if self.stream {
                 self.own_work
             } else {
@@ -253,11 +265,15 @@ impl Drop for Exchange {
         // Last of the metrics: once the in-flight gauge is back down, every counter of this
         // request is settled, so a scrape never sees one without the other.
         gateway.active_connections.dec();
+        let upstream = self
+            .served_by
+            .map_or("-", |u| self.state.upstream(u).client.name());
         tracing::info!(
             target: "mcp_proxy::access",
             endpoint = self.endpoint.route(),
             model = self.requested_model.as_str(),
-            upstream = self.state.upstream.name(),
+            upstream,
+            attempts = %AttemptList(self),
             // 499: the client closed the connection first (nginx's convention).
             status = if self.complete { self.status.unwrap_or(0) } else { 499 },
             duration_ms = self.started.elapsed().as_secs_f64() * 1e3,
@@ -268,5 +284,31 @@ impl Drop for Exchange {
             upstream_request_id = self.upstream_request_id.as_deref(),
             "request"
         );
+    }
+}
+
+/// The attempts for the access line: `upstream/model:outcome` each, space-separated, `-`
+/// when none was made.
+struct AttemptList<'a>(&'a Exchange);
+
+impl std::fmt::Display for AttemptList<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let e = self.0;
+        if e.attempts.is_empty() {
+            return f.write_str("-");
+        }
+        for (i, (upstream, model, outcome)) in e.attempts.iter().enumerate() {
+            if i > 0 {
+                f.write_char(' ')?;
+            }
+            write!(
+                f,
+                "{}/{}:{}",
+                e.state.upstream(*upstream).client.name(),
+                e.state.routes.catalog().label(*model),
+                outcome.as_str()
+            )?;
+        }
+        Ok(())
     }
 }

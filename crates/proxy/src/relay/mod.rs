@@ -1,28 +1,36 @@
 //! The relay: from an accepted request to the client's answer.
 //!
-//! `forward` runs the flow for every proxied endpoint: intake, one upstream attempt, then
-//! either a plain answer (the body read whole, `usage` read from it, status and body relayed
-//! unchanged) or, for a streamed request, the SSE relay in [`stream`].
+//! `forward` runs the flow for every proxied endpoint: intake, then [`dispatch`] (the attempt
+//! loop: routing, retries, fallbacks), then either a complete answer (status and body
+//! relayed unchanged, `usage` already read) or, for a streamed request, the SSE relay in
+//! [`stream`]. Every answer says which upstream and model served it.
 
+mod attempt;
+mod dispatch;
 mod exchange;
 mod stream;
 
-use std::time::Instant;
-
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, web};
-use bytes::Bytes;
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use mcp_core::Endpoint;
+use mcp_core::ErrorType;
 use mcp_core::metrics::RateLimitKind;
-use mcp_core::openai;
-use mcp_core::upstream::{Outcome, UpstreamError, UpstreamResponse};
-use mcp_core::{Endpoint, ErrorType};
+use mcp_core::upstream::{UpstreamId, UpstreamResponse};
 
 pub use exchange::Exchange;
 
 use crate::error::ApiError;
 use crate::intake;
 use crate::state::AppState;
+use dispatch::Dispatched;
+
+/// The upstream that served the answer, by its configured name.
+pub const SERVED_BY_UPSTREAM: HeaderName = HeaderName::from_static("x-mcp-upstream");
+/// The model that served the answer, by its public name (a fallback's, if one answered).
+pub const SERVED_BY_MODEL: HeaderName = HeaderName::from_static("x-mcp-model");
+/// Upstream attempts the answer took.
+pub const ATTEMPTS: HeaderName = HeaderName::from_static("x-mcp-attempts");
 
 /// Handles one proxied request on `endpoint`.
 pub async fn forward(
@@ -31,19 +39,22 @@ pub async fn forward(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut exchange = Exchange::begin(state.clone().into_inner(), endpoint);
+    let state = state.into_inner();
+    let mut exchange = Exchange::begin(state.clone(), endpoint);
     let result = proxy(&mut exchange, endpoint, &req, payload, &state).await;
     match result {
-        Ok(Answer::Plain(response)) => {
+        Ok(Answer::Complete(response)) => {
             exchange.respond(response.status().as_u16());
             exchange.complete();
             Ok(response)
         }
         Ok(Answer::Stream {
+            attempt,
             response,
             strip_usage,
-        }) => Ok(stream::respond(exchange, response, strip_usage)),
+        }) => Ok(stream::respond(exchange, attempt, response, strip_usage)),
         Err(error) => {
+            let error = served_headers(&exchange, error);
             exchange.fail(&error);
             Err(error)
         }
@@ -52,9 +63,10 @@ pub async fn forward(
 
 /// What the upstream's answer becomes.
 enum Answer {
-    Plain(HttpResponse),
+    Complete(HttpResponse),
     /// A 2xx event stream, to be relayed as it arrives.
     Stream {
+        attempt: attempt::Attempt,
         response: UpstreamResponse,
         /// The gateway asked for the usage chunk; the client did not.
         strip_usage: bool,
@@ -66,103 +78,72 @@ async fn proxy(
     endpoint: Endpoint,
     req: &HttpRequest,
     payload: web::Payload,
-    state: &AppState,
+    state: &std::sync::Arc<AppState>,
 ) -> Result<Answer, ApiError> {
-    let mut request = intake::read(endpoint, req, payload, state).await?;
-    exchange.accept(&mut request);
+    let request = intake::read(endpoint, req, payload, state).await?;
+    exchange.accept(&request);
     let strip_usage = request.stream && !request.client_wants_usage;
     let body = if strip_usage {
-        stream::ask_for_usage(request.body, request.has_stream_options)?
+        stream::ask_for_usage(request.body.clone(), request.has_stream_options)?
     } else {
-        request.body
+        request.body.clone()
     };
-    let upstream = &state.upstream;
-    let deadline = upstream.deadline();
-    let sent = exchange.start_attempt();
-    let response = match upstream.send(endpoint, body, deadline).await {
-        Ok(response) => response,
-        Err(e) => return Err(attempt_failed(exchange, sent, &e)),
-    };
-    exchange.first_byte(sent, &response);
-    let status = response.status();
-    if request.stream && (200..300).contains(&status) && response.is_event_stream() {
-        exchange.worked(sent.duration_since(exchange.started()));
-        return Ok(Answer::Stream {
+    match dispatch::dispatch(exchange, endpoint, &request, &body, state).await? {
+        Dispatched::Stream { attempt, response } => Ok(Answer::Stream {
+            attempt,
             response,
             strip_usage,
-        });
-    }
-    let headers = relayed_headers(state, &response);
-    let body = match response.body(deadline, state.max_response_bytes).await {
-        Ok(body) => body,
-        Err(e) => return Err(attempt_failed(exchange, sent, &e)),
-    };
-    exchange.waited(sent.elapsed());
-    plain_answer(exchange, status, headers, body).map(Answer::Plain)
-}
-
-/// Ends the attempt and turns its failure into the client's error.
-fn attempt_failed(exchange: &mut Exchange, sent: Instant, e: &UpstreamError) -> ApiError {
-    exchange.waited(sent.elapsed());
-    exchange.end_attempt(e.outcome());
-    tracing::warn!(
-        upstream = exchange.state().upstream.name(),
-        endpoint = exchange.endpoint().route(),
-        error = %ErrorChain(e),
-        "upstream attempt failed"
-    );
-    ApiError::from_upstream(e)
-}
-
-/// A complete upstream answer: 2xx relayed with its usage accounted, 4xx passed through
-/// unchanged, 5xx replaced by a 502.
-fn plain_answer(
-    exchange: &mut Exchange,
-    status: u16,
-    headers: Vec<(HeaderName, HeaderValue)>,
-    body: Bytes,
-) -> Result<HttpResponse, ApiError> {
-    let outcome = Outcome::from_status(status);
-    let tag = match outcome {
-        Outcome::Success => match openai::read_usage(&body) {
-            Ok(usage) => {
-                if let Some(usage) = usage {
-                    exchange.set_usage(usage);
-                }
-                None
-            }
-            Err(_) => {
-                exchange.end_attempt(Outcome::Malformed);
-                return Err(ApiError::new(
+        }),
+        Dispatched::Complete {
+            status,
+            headers,
+            body,
+            relayed_error,
+        } => {
+            let status = StatusCode::from_u16(status).map_err(|_| {
+                ApiError::new(
                     ErrorType::UpstreamMalformed,
-                    "The upstream's answer was not valid JSON.",
-                ));
+                    "The upstream answered with an invalid status.",
+                )
+            })?;
+            let mut builder = HttpResponse::build(status);
+            for header in headers {
+                builder.insert_header(header);
             }
-        },
-        Outcome::RateLimited => Some(ErrorType::UpstreamRateLimited),
-        Outcome::ClientError => Some(ErrorType::UpstreamClientError),
-        _ => {
-            exchange.end_attempt(outcome);
-            return Err(ApiError::from_upstream(&UpstreamError::Status(status)));
+            insert_served_headers(exchange, &mut builder);
+            let mut response = builder.body(body);
+            if let Some(kind) = relayed_error {
+                exchange.relayed_error(kind);
+                response.extensions_mut().insert(kind);
+            }
+            Ok(Answer::Complete(response))
         }
-    };
-    exchange.end_attempt(outcome);
-    let status = StatusCode::from_u16(status).map_err(|_| {
-        ApiError::new(
-            ErrorType::UpstreamMalformed,
-            "The upstream answered with an invalid status.",
-        )
-    })?;
-    let mut builder = HttpResponse::build(status);
-    for header in headers {
-        builder.insert_header(header);
     }
-    let mut response = builder.body(body);
-    if let Some(kind) = tag {
-        exchange.relayed_error(kind);
-        response.extensions_mut().insert(kind);
+}
+
+/// Which upstream and model served the answer, and in how many attempts.
+fn insert_served_headers(exchange: &Exchange, builder: &mut HttpResponseBuilder) {
+    if let Some((upstream, model)) = exchange.served() {
+        let state = exchange.state();
+        if let Ok(name) = HeaderValue::from_str(state.upstream(upstream).client.name()) {
+            builder.insert_header((SERVED_BY_UPSTREAM, name));
+        }
+        if let Ok(name) = HeaderValue::from_str(state.routes.catalog().label(model)) {
+            builder.insert_header((SERVED_BY_MODEL, name));
+        }
     }
-    Ok(response)
+    if exchange.attempts() > 0 {
+        builder.insert_header((ATTEMPTS, HeaderValue::from(exchange.attempts())));
+    }
+}
+
+/// An error the gateway answers after attempts also says how many there were.
+fn served_headers(exchange: &Exchange, error: ApiError) -> ApiError {
+    if exchange.attempts() > 0 {
+        error.with_header(ATTEMPTS, HeaderValue::from(exchange.attempts()))
+    } else {
+        error
+    }
 }
 
 /// Upstream headers a client may rely on; everything else (connection management, server
@@ -180,10 +161,11 @@ const RELAYED_HEADERS: [&str; 10] = [
     "x-ratelimit-reset-tokens",
 ];
 
-/// The headers to relay from an upstream answer, in one pass over them; the rate-limit
-/// headroom the upstream reports is recorded on the way.
+/// The headers to relay from an upstream answer, in one pass over them; on the way, the
+/// rate-limit headroom the upstream reports is recorded in its gauge.
 pub(crate) fn relayed_headers(
     state: &AppState,
+    upstream: UpstreamId,
     response: &UpstreamResponse,
 ) -> Vec<(HeaderName, HeaderValue)> {
     let mut relayed = Vec::with_capacity(RELAYED_HEADERS.len());
@@ -205,7 +187,7 @@ pub(crate) fn relayed_headers(
             state
                 .metrics
                 .upstream
-                .set_ratelimit_remaining(state.upstream.id(), kind, remaining);
+                .set_ratelimit_remaining(upstream, kind, remaining);
         }
         if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
             relayed.push((HeaderName::from_static(known), value));

@@ -25,7 +25,8 @@ use mcp_core::openai::{self, ErrorBody};
 use mcp_core::sse::{self, DONE, EventSplitter};
 use mcp_core::upstream::{Outcome, UpstreamError, UpstreamResponse};
 
-use super::{ErrorChain, Exchange, relayed_headers};
+use super::attempt::Attempt;
+use super::{ErrorChain, Exchange, insert_served_headers, relayed_headers};
 use crate::error::ApiError;
 
 /// Adds `"stream_options":{"include_usage":true}` to a streamed request so that the upstream
@@ -69,29 +70,36 @@ pub(super) fn ask_for_usage(body: Bytes, has_stream_options: bool) -> Result<Byt
 /// The client's response for an upstream event stream.
 pub(super) fn respond(
     mut exchange: Exchange,
+    attempt: Attempt,
     upstream: UpstreamResponse,
     strip_usage: bool,
 ) -> HttpResponse {
     let began = Instant::now();
     exchange.respond(200);
     let mut builder = HttpResponse::Ok();
-    for header in relayed_headers(exchange.state(), &upstream) {
+    for header in relayed_headers(exchange.state(), attempt.upstream(), &upstream) {
         builder.insert_header(header);
     }
+    insert_served_headers(&exchange, &mut builder);
     builder
         .insert_header((CONTENT_TYPE, HeaderValue::from_static("text/event-stream")))
         .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-cache")))
         // Tells buffering reverse proxies in front of the gateway not to hold events back.
         .insert_header(("x-accel-buffering", HeaderValue::from_static("no")));
-    let idle_timeout = exchange.state().stream_idle_timeout;
+    let idle_timeout = exchange
+        .state()
+        .upstream(attempt.upstream())
+        .stream_idle_timeout;
     let max_event_bytes = exchange.state().max_response_bytes;
-    exchange.worked(began.elapsed());
+    // Everything so far that was not a wait, and the head just built.
+    exchange.worked_until_now(began);
     builder.streaming(SseRelay {
         chunks: Box::pin(upstream.into_chunks()),
         idle: Box::pin(tokio::time::sleep(idle_timeout)),
         idle_timeout,
         max_event_bytes,
         splitter: EventSplitter::new(),
+        attempt,
         exchange,
         strip_usage,
         finished: false,
@@ -108,6 +116,10 @@ struct SseRelay {
     /// An event still incomplete beyond this many bytes ends the stream.
     max_event_bytes: usize,
     splitter: EventSplitter,
+    /// Declared before the exchange, so dropped before it: a stream the client leaves
+    /// settles its attempt (cancelled) before the exchange settles the request and, last of
+    /// all, takes it out of the in-flight gauge.
+    attempt: Attempt,
     exchange: Exchange,
     strip_usage: bool,
     finished: bool,
@@ -230,7 +242,7 @@ impl SseRelay {
 
     fn finish_ok(&mut self) {
         self.finished = true;
-        self.exchange.end_attempt(Outcome::Success);
+        self.attempt.finish(Outcome::Success);
         self.exchange.complete();
     }
 
@@ -266,18 +278,24 @@ impl SseRelay {
                 Outcome::Malformed,
             ),
         };
-        let state = self.exchange.state();
+        let upstream = self
+            .exchange
+            .state()
+            .upstream(self.attempt.upstream())
+            .client
+            .name();
         match &why {
             Break::Reset(e) => tracing::warn!(
-                upstream = state.upstream.name(),
+                upstream,
                 error = %ErrorChain(e),
                 "upstream stream interrupted"
             ),
             _ => {
-                tracing::warn!(upstream = state.upstream.name(), reason = %message, "upstream stream interrupted")
+                tracing::warn!(upstream, reason = %message, "upstream stream interrupted")
             }
         }
-        self.exchange.end_attempt(outcome);
+        self.attempt.finish(outcome);
+        self.exchange.amend_last_attempt(outcome);
         self.exchange.interrupted();
         self.exchange.complete();
         if matches!(why, Break::UpstreamErrorEvent) {

@@ -1,5 +1,5 @@
 //! Probes: `/health` says the process serves requests; `/ready` says it is worth sending
-//! traffic to (settings loaded and the upstream not known to be down).
+//! traffic to (settings loaded and at least one upstream not known to be down).
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
@@ -14,11 +14,12 @@ pub(super) async fn health() -> HttpResponse {
 }
 
 pub(super) async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let upstream = &state.upstream;
-    if upstream.health().is_down() {
+    // One reachable upstream is enough to serve (its models, and others' fallbacks to them).
+    if state.upstreams.iter().all(|u| u.health.is_down()) {
+        let names: Vec<&str> = state.upstreams.iter().map(|u| u.client.name()).collect();
         HttpResponse::ServiceUnavailable().json(json!({
             "status": "not_ready",
-            "reason": format!("upstream `{}` is down", upstream.name()),
+            "reason": format!("every upstream is down: {}", names.join(", ")),
         }))
     } else {
         HttpResponse::Ok().json(json!({"status": "ready"}))

@@ -1,6 +1,7 @@
 //! Every endpoint answers like the upstream and is accounted for.
 
 use mcp_mock_upstream::fixtures;
+use mcp_proxy::configuration::Secrets;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -213,7 +214,7 @@ async fn the_upstream_gets_the_configured_key_and_it_never_leaks() {
     const KEY: &str = "sk-test-0123456789abcdef";
     let mut options = Spawn::default();
     options.mock.api_key = Some(KEY.into());
-    options.secrets.upstream_api_key = Some(KEY.to_owned().into());
+    options.secrets = Secrets::default().with_key("MCP_TEST_UNSET_KEY", KEY);
     let app = spawn(options).await;
     let response = app.chat(&chat_body(CHAT_MODEL)).await;
     assert_eq!(response.status(), 200, "the mock accepted the key");

@@ -2,12 +2,14 @@
 
 use std::future::Future;
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mcp_core::clock::ManualClock;
 use mcp_core::{ModelSpec, Pricing};
 use mcp_mock_upstream::{FaultProfile, MockOptions, MockUpstream};
 use mcp_proxy::Application;
-use mcp_proxy::configuration::{Secrets, Settings};
+use mcp_proxy::configuration::{Secrets, Settings, UpstreamEntry};
 use serde_json::{Value, json};
 
 use crate::scrape::Scrape;
@@ -21,16 +23,27 @@ pub const CHAT_PRICING: Pricing = Pricing {
     completion_usd_per_million: 0.6,
 };
 
-/// A running gateway in front of a running mock upstream.
+/// A running gateway in front of running mock upstreams.
 pub struct TestApp {
     pub address: String,
+    /// The first mock's API root.
     pub mock_url: String,
+    /// Every mock's API root, in the order of [`Spawn::upstreams`].
+    pub mock_urls: Vec<String>,
+    /// The clock the gateway's policies read: breaker cool-downs pass when it is advanced,
+    /// and waits between attempts advance it instead of sleeping.
+    pub clock: Arc<ManualClock>,
     pub client: reqwest::Client,
 }
 
 /// What to spawn.
 pub struct Spawn {
+    /// The first mock's options; the others get the same seed and their instance name.
     pub mock: MockOptions,
+    /// Empty: one mock, configured as the single `upstream` (the quick-start form).
+    /// Otherwise one mock per name, each configured as an entry of `upstreams` under that
+    /// name (and with that instance name), for the test's `models` to route over.
+    pub upstreams: Vec<&'static str>,
     pub settings: Settings,
     pub secrets: Secrets,
     /// Point the gateway at a closed port instead of the mock.
@@ -49,28 +62,22 @@ impl Default for Spawn {
         // A name that is not set in the test environment: no key unless a test gives one.
         settings.upstream.api_key_env = "MCP_TEST_UNSET_KEY".into();
         settings.models = vec![
-            ModelSpec {
-                id: CHAT_MODEL.into(),
-                pricing: Some(CHAT_PRICING),
-            },
-            ModelSpec {
-                id: "gpt-4o".into(),
-                pricing: None,
-            },
-            ModelSpec {
-                id: COMPLETION_MODEL.into(),
-                pricing: None,
-            },
-            ModelSpec {
-                id: EMBEDDING_MODEL.into(),
-                pricing: None,
-            },
+            ModelSpec::new(CHAT_MODEL).with_pricing(CHAT_PRICING),
+            ModelSpec::new("gpt-4o"),
+            ModelSpec::new(COMPLETION_MODEL),
+            ModelSpec::new(EMBEDDING_MODEL),
         ];
+        // One attempt per request and breakers that never open: most tests are about what
+        // one attempt does. The routing tests set their own.
+        settings.routing.max_attempts = 1;
+        settings.routing.breaker.consecutive_failures = 0;
+        settings.routing.breaker.failure_ratio = 0.0;
         Self {
             mock: MockOptions {
                 seed: Some(7),
                 ..MockOptions::default()
             },
+            upstreams: Vec::new(),
             settings,
             secrets: Secrets::default(),
             unreachable_upstream: false,
@@ -90,34 +97,71 @@ pub async fn spawn_with_faults(profile: FaultProfile) -> TestApp {
 }
 
 pub async fn spawn(mut options: Spawn) -> TestApp {
-    let mock = MockUpstream::bind("127.0.0.1:0".parse().unwrap(), options.mock.clone())
-        .expect("the mock binds");
-    let mock_url = mock.base_url();
-    tokio::spawn(mock.run());
-    let upstream = if let Some(upstream) = options.upstream.take() {
-        upstream
-    } else if options.unreachable_upstream {
-        let closed = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = closed.local_addr().unwrap().port();
-        drop(closed);
-        format!("http://127.0.0.1:{port}/v1")
+    let names = if options.upstreams.is_empty() {
+        vec!["mock"]
     } else {
-        mock_url.clone()
+        options.upstreams.clone()
     };
-    options.settings.upstream.base_url = Some(upstream.parse().unwrap());
+    let mut mock_urls = Vec::new();
+    for name in &names {
+        let mut mock_options = options.mock.clone();
+        mock_options.instance = (*name).to_owned();
+        let mock = MockUpstream::bind("127.0.0.1:0".parse().unwrap(), mock_options)
+            .expect("the mock binds");
+        mock_urls.push(mock.base_url());
+        tokio::spawn(mock.run());
+    }
+    let mock_url = mock_urls[0].clone();
+    if options.upstreams.is_empty() {
+        let upstream = if let Some(upstream) = options.upstream.take() {
+            upstream
+        } else if options.unreachable_upstream {
+            closed_port_url()
+        } else {
+            mock_url.clone()
+        };
+        options.settings.upstream.base_url = Some(upstream.parse().unwrap());
+    } else {
+        options.settings.upstreams = names
+            .iter()
+            .zip(&mock_urls)
+            .map(|(name, url)| UpstreamEntry {
+                name: (*name).to_owned(),
+                base_url: url.parse().unwrap(),
+                api_key_env: None,
+                connect_timeout_ms: None,
+                request_timeout_secs: None,
+                stream_idle_timeout_secs: None,
+                max_in_flight: None,
+                queue: None,
+            })
+            .collect();
+    }
+    let clock = Arc::new(ManualClock::new());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let app = Application::build_on(listener, options.settings, options.secrets)
-        .expect("the gateway builds");
+    let app =
+        Application::build_with_clock(listener, options.settings, options.secrets, clock.clone())
+            .expect("the gateway builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
         mock_url,
+        mock_urls,
+        clock,
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap(),
     }
+}
+
+/// An API root on a port nothing listens on.
+pub fn closed_port_url() -> String {
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    format!("http://127.0.0.1:{port}/v1")
 }
 
 impl TestApp {
@@ -167,15 +211,24 @@ impl TestApp {
         Scrape::parse(response.text().await.unwrap())
     }
 
-    /// Merges `patch` into the mock's fault profile.
+    /// Merges `patch` into the first mock's fault profile.
     pub async fn set_faults(&self, patch: Value) {
-        let admin = self.mock_url.trim_end_matches("/v1").to_owned() + "/admin/faults";
+        self.set_faults_of(0, patch).await;
+    }
+
+    /// Merges `patch` into the `index`-th mock's fault profile.
+    pub async fn set_faults_of(&self, index: usize, patch: Value) {
+        let admin = self.mock_urls[index].trim_end_matches("/v1").to_owned() + "/admin/faults";
         let response = self.client.put(admin).json(&patch).send().await.unwrap();
         assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     }
 
     pub async fn mock_stats(&self) -> Value {
-        let url = self.mock_url.trim_end_matches("/v1").to_owned() + "/admin/stats";
+        self.mock_stats_of(0).await
+    }
+
+    pub async fn mock_stats_of(&self, index: usize) -> Value {
+        let url = self.mock_urls[index].trim_end_matches("/v1").to_owned() + "/admin/stats";
         self.client
             .get(url)
             .send()

@@ -14,5 +14,6 @@ mod errors;
 mod helpers;
 mod logs;
 mod metrics;
+mod routing;
 mod scrape;
 mod streaming;
