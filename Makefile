@@ -6,16 +6,16 @@ export MCP_REVISION := $(REVISION)
 
 PROXY_LISTEN ?= 127.0.0.1:8080
 MOCK_LISTEN ?= 127.0.0.1:8081
+SECONDARY_LISTEN ?= 127.0.0.1:8082
+export PROXY_LISTEN MOCK_LISTEN SECONDARY_LISTEN
 
 .PHONY: help run up down build release test bench lint fmt deps check-monitoring clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-run: release ## Run the mock upstream (:8081) and the gateway (:8080) in the foreground; Ctrl-C stops both
-	@set -m; trap 'kill $$mock 2>/dev/null; wait $$mock 2>/dev/null' EXIT; \
-	target/release/mcp-mock-upstream --listen $(MOCK_LISTEN) & mock=$$!; \
-	target/release/mcp-proxy --config deploy/mcp-server.yaml --listen $(PROXY_LISTEN)
+run: release ## Run two mock upstreams (:8081, :8082) and the gateway (:8080) in the foreground; Ctrl-C stops all three
+	./scripts/run.sh
 
 up: ## Start the compose stack in the background (gateway, mock, loadgen, Prometheus, Alertmanager, Grafana)
 	docker compose up -d --build

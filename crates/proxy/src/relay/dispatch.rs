@@ -25,7 +25,7 @@ use bytes::Bytes;
 use mcp_core::openai;
 use mcp_core::resilience::{Capacity, Decision, Failure, Progress, parse_retry_after};
 use mcp_core::routing::DeploymentId;
-use mcp_core::upstream::{Outcome, UpstreamError, UpstreamResponse};
+use mcp_core::upstream::{Outcome, UpstreamError, UpstreamId, UpstreamResponse};
 use mcp_core::{Endpoint, ErrorType, ModelId};
 
 use super::attempt::Attempt;
@@ -78,13 +78,15 @@ pub(super) async fn dispatch(
     let deadline = clock.now() + state.deadline;
     state.budget.deposit(clock.now());
     let plan = &state.routes.route(request.model).plan;
-    // Deployments tried, and those that could not take an attempt after all.
-    let mut tried: Vec<DeploymentId> = Vec::new();
+    // Upstreams tried (an upstream that just failed one model is the last choice for the
+    // next), and deployments that could not take an attempt after all.
+    let mut tried: Vec<UpstreamId> = Vec::new();
     let mut refused: Vec<DeploymentId> = Vec::new();
     let mut saturated = false;
     let mut last: Option<(Failure, Result<Dispatched, ApiError>)> = None;
-    let mut previous: Option<(ModelId, DeploymentId)> = None;
-    'models: for &model in plan {
+    // The deployment of the last attempt, whose failure any further attempt retries.
+    let mut previous: Option<DeploymentId> = None;
+    'models: for (position, &model) in plan.iter().enumerate() {
         let mut on_model = 0u32;
         loop {
             let ranked = |d: &mcp_core::routing::Deployment| rank(state, d.id, &tried, &refused);
@@ -118,9 +120,13 @@ pub(super) async fn dispatch(
                 exchange.waited(wait);
                 state.metrics.routing.observe_queue_wait(upstream_id, wait);
             }
-            if let Some((previous_model, previous_deployment)) = previous {
-                let failed = state.routes.deployment(previous_deployment).upstream;
-                let reason = last.as_ref().map_or(Outcome::Cancelled, |(f, _)| f.outcome);
+            let remaining = deadline.saturating_duration_since(clock.now());
+            if remaining.is_zero() {
+                state.settle_permit(deployment, permit, Outcome::Cancelled);
+                break 'models;
+            }
+            if let Some(previous) = previous {
+                let failed = state.routes.deployment(previous).upstream;
                 if !state.budget.try_withdraw(clock.now()) {
                     state.settle_permit(deployment, permit, Outcome::Cancelled);
                     state.metrics.routing.record_budget_exhausted(failed);
@@ -130,19 +136,20 @@ pub(super) async fn dispatch(
                     );
                     break 'models;
                 }
+                let reason = last.as_ref().map_or(Outcome::Cancelled, |(f, _)| f.outcome);
                 state.metrics.routing.record_retry(failed, reason);
-                if previous_model != model {
-                    state.metrics.routing.record_fallback(previous_model, model);
-                }
             }
-            let remaining = deadline.saturating_duration_since(clock.now());
-            if remaining.is_zero() {
-                state.settle_permit(deployment, permit, Outcome::Cancelled);
-                break 'models;
+            if on_model == 0 && position > 0 {
+                // The first attempt on a fallback, whether or not the model before it could
+                // be tried at all.
+                state
+                    .metrics
+                    .routing
+                    .record_fallback(plan[position - 1], model);
             }
             on_model += 1;
-            tried.push(deployment);
-            previous = Some((model, deployment));
+            tried.push(upstream_id);
+            previous = Some(deployment);
             let attempt = Attempt::start(Arc::clone(state), deployment, permit, slot);
             let timeout = upstream.client.request_timeout().min(remaining);
             let tried_now =
@@ -197,12 +204,14 @@ pub(super) async fn dispatch(
 }
 
 /// How good a choice a deployment is for the next attempt (lower is better), or `None` when
-/// it cannot take one: its breaker refuses, or it refused already. A full upstream ranks
-/// last rather than not at all, so that its refusal is counted and answered as saturation.
+/// it cannot take one: its breaker refuses, or it refused already. A deployment on an
+/// upstream this request has tried (and, since it is still looking, seen fail) comes after
+/// the others, whichever model it failed for. A full upstream ranks last rather than not at
+/// all, so that its refusal is counted and answered as saturation.
 fn rank(
     state: &AppState,
     deployment: DeploymentId,
-    tried: &[DeploymentId],
+    tried: &[UpstreamId],
     refused: &[DeploymentId],
 ) -> Option<u8> {
     if refused.contains(&deployment)
@@ -210,13 +219,14 @@ fn rank(
     {
         return None;
     }
-    let upstream = state.upstream(state.routes.deployment(deployment).upstream);
+    let upstream_id = state.routes.deployment(deployment).upstream;
+    let upstream = state.upstream(upstream_id);
     let capacity = match upstream.limit.capacity() {
         Capacity::Free => 0,
         Capacity::Queue => 1,
         Capacity::Full => 4,
     };
-    let again = if tried.contains(&deployment) { 2 } else { 0 };
+    let again = if tried.contains(&upstream_id) { 2 } else { 0 };
     Some(capacity + again)
 }
 

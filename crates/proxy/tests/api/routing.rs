@@ -29,21 +29,24 @@ fn model(id: &str, deployments: Vec<DeploymentSpec>, fallbacks: &[&str]) -> Mode
     spec
 }
 
-/// The single upstream of the quick-start form is `primary` when its base URL is set.
 /// `primary` and `secondary`, with `models`, retries on (3 attempts, 2 per model) and the
-/// breaker off unless a test turns it on.
+/// breaker off unless a test turns it on. (The single upstream of the quick-start form is
+/// `primary` too, since its base URL is set.)
 fn two_upstreams(models: Vec<ModelSpec>) -> Spawn {
     let mut options = Spawn::default();
     options.upstreams = vec!["primary", "secondary"];
     options.settings.models = models;
     options.settings.routing.max_attempts = 3;
     options.settings.routing.max_attempts_per_model = 2;
+    // Retries are not rationed unless a test is about the budget.
+    options.settings.routing.retry_budget.ratio = 10.0;
     options
 }
 
 fn one_upstream_with_retries() -> Spawn {
     let mut options = Spawn::default();
     options.settings.routing.max_attempts = 3;
+    options.settings.routing.retry_budget.ratio = 10.0;
     options
 }
 
@@ -293,6 +296,27 @@ async fn when_a_models_attempts_run_out_its_fallback_serves() {
 }
 
 #[tokio::test]
+async fn an_upstream_that_failed_one_model_is_the_last_choice_for_its_fallback() {
+    let app = spawn(two_upstreams(vec![
+        model("a", vec![deployment("primary", 1)], &["b"]),
+        model(
+            "b",
+            vec![deployment("primary", 100), deployment("secondary", 1)],
+            &[],
+        ),
+    ]))
+    .await;
+    app.set_faults_of(0, json!({"error_rate": 1.0, "error_status": 503}))
+        .await;
+    for _ in 0..20 {
+        let response = app.chat(&chat_body("a")).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(header(&response, "x-mcp-upstream"), Some("secondary"));
+        assert_eq!(header(&response, "x-mcp-attempts"), Some("3"));
+    }
+}
+
+#[tokio::test]
 async fn when_everything_fails_the_client_gets_the_last_upstream_error() {
     let app = spawn(two_upstreams(vec![
         model("a", vec![deployment("primary", 1)], &["b"]),
@@ -385,6 +409,17 @@ async fn the_breaker_opens_half_opens_after_the_cool_down_and_closes() {
         assert_eq!(header(&response, "x-mcp-attempts"), Some("1"));
     }
     assert_eq!(requests_seen(&app, 0).await, 2);
+    let m = app.scrape().await;
+    assert_eq!(
+        m.get("mcp_server_fallbacks_total", &[("from", "a"), ("to", "b")]),
+        5.0,
+        "every request moved to the fallback, tried on `a` or not"
+    );
+    assert_eq!(
+        m.get("mcp_server_upstream_retries_total", &[]),
+        2.0,
+        "only the two that failed on `a` were retries"
+    );
 
     // The primary heals; after the cool-down one probe goes to it, succeeds, and closes it.
     app.set_faults_of(0, json!({"error_rate": 0.0})).await;

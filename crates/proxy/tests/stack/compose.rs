@@ -20,6 +20,7 @@ const LOOPBACK_OVERRIDE: &str = "deploy/compose.loopback.yml";
 /// The services of the stack, each with the host port it publishes (None: it serves nothing).
 const SERVICES: &[(&str, Option<u16>)] = &[
     ("mock-upstream", Some(8081)),
+    ("mock-secondary", Some(8082)),
     ("proxy", Some(8080)),
     ("loadgen", None),
     ("prometheus", Some(9090)),
@@ -30,7 +31,8 @@ const SERVICES: &[(&str, Option<u16>)] = &[
 /// Who waits for whom to be healthy: the order the stack starts in.
 const DEPENDENCIES: &[(&str, &[&str])] = &[
     ("mock-upstream", &[]),
-    ("proxy", &["mock-upstream"]),
+    ("mock-secondary", &[]),
+    ("proxy", &["mock-secondary", "mock-upstream"]),
     ("loadgen", &["proxy"]),
     ("prometheus", &["alertmanager", "proxy"]),
     ("alertmanager", &["mock-upstream"]),
@@ -52,6 +54,7 @@ fn run(tool: &str, args: &[&str]) -> Result<Output> {
         // Values from the developer's shell must not leak into failure messages, nor change
         // what is checked: the defaults written in the file are what is under test.
         .env_remove("OPENAI_API_KEY")
+        .env_remove("PRIMARY_BASE_URL")
         .env_remove("GRAFANA_ADMIN_PASSWORD")
         .env_remove("LOADGEN_RATE")
         .env_remove("MCP_REVISION")
@@ -692,7 +695,7 @@ fn the_monitoring_services_mount_the_repository_configuration_where_they_read_it
 }
 
 #[test]
-fn the_gateway_reads_the_mounted_settings_and_serves_the_mock_by_default() {
+fn the_gateway_reads_the_mounted_settings_and_serves_the_two_mocks_by_default() {
     let services = services(&[COMPOSE_FILE]).unwrap();
     let proxy = &services["proxy"];
     let config = proxy.environment("MCP_CONFIG").expect("MCP_CONFIG is set");
@@ -701,9 +704,25 @@ fn the_gateway_reads_the_mounted_settings_and_serves_the_mock_by_default() {
         "MCP_CONFIG={config} is not mounted"
     );
     assert_eq!(
-        proxy.environment("MCP__UPSTREAM__MOCK_BASE_URL").as_deref(),
+        proxy
+            .environment("MCP__UPSTREAMS__PRIMARY__BASE_URL")
+            .as_deref(),
         Some("http://mock-upstream:8081/v1")
     );
+    assert_eq!(
+        proxy
+            .environment("MCP__UPSTREAMS__SECONDARY__BASE_URL")
+            .as_deref(),
+        Some("http://mock-secondary:8082/v1")
+    );
+    // Both names are upstreams of the mounted settings file.
+    let settings = std::fs::read_to_string(repo_root().join("deploy/mcp-server.yaml")).unwrap();
+    for name in ["name: primary", "name: secondary"] {
+        assert!(
+            settings.contains(name),
+            "deploy/mcp-server.yaml has no `{name}`"
+        );
+    }
     assert_eq!(
         proxy.environment("MCP__SERVER__LISTEN").as_deref(),
         Some("0.0.0.0:8080")
@@ -769,6 +788,10 @@ fn the_loopback_override_keeps_every_service_on_the_host_loopback() {
         (
             "mock-upstream",
             services["mock-upstream"].environment("MOCK_LISTEN"),
+        ),
+        (
+            "mock-secondary",
+            services["mock-secondary"].environment("MOCK_LISTEN"),
         ),
         (
             "grafana",

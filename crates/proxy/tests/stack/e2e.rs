@@ -6,7 +6,9 @@
 //!
 //! It proves the promise of the stack: quiet under normal traffic, the error-rate alerts fire
 //! on a 30% incident and reach Alertmanager (and its webhook), the plain alert resolves once
-//! the incident is over, and every dashboard panel has data.
+//! the incident is over, and every dashboard panel has data; and, with retries on as shipped,
+//! that a primary upstream failing hard costs clients nothing: traffic moves to the secondary,
+//! the primary's breakers open, and traffic comes back when it heals.
 
 use std::fs;
 use std::net::TcpListener;
@@ -108,8 +110,8 @@ impl Drop for Process {
 struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new() -> Self {
-        let path = std::env::temp_dir().join(format!("mcp-e2e-{}", std::process::id()));
+    fn new(name: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("mcp-e2e-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).expect("a temp dir");
         Self(path)
@@ -139,9 +141,11 @@ fn substitute(text: &str, replacements: &[(&str, String)]) -> String {
 }
 
 struct Stack {
-    _dir: TempDir,
+    dir: TempDir,
     http: reqwest::Client,
-    mock: String,
+    /// The two mocks' roots, primary first (the primary also takes Alertmanager's webhook).
+    mocks: [String; 2],
+    proxy: String,
     prometheus: String,
     alertmanager: String,
     // Declared last: dropped (killed) after the fields above are no longer needed.
@@ -149,29 +153,51 @@ struct Stack {
 }
 
 impl Stack {
-    async fn start() -> Self {
+    /// The stack with the shipped settings; `max_attempts` overrides the routing's attempt
+    /// limit when given.
+    async fn start(name: &str, max_attempts: Option<u32>) -> Self {
         let root = repo_root();
-        let dir = TempDir::new();
-        let (mock_port, proxy_port, prom_port, am_port) =
-            (free_port(), free_port(), free_port(), free_port());
+        let dir = TempDir::new(name);
+        let (mock_port, secondary_port, proxy_port, prom_port, am_port) = (
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+        );
         let mut processes = Vec::new();
 
-        processes.push(Process::start(
-            "mock-upstream",
-            &dir.0,
-            Command::new(workspace_binary("mcp-mock-upstream"))
-                .args(["--listen", &format!("127.0.0.1:{mock_port}")]),
-        ));
+        for (process, instance, port) in [
+            ("mock-upstream", "primary", mock_port),
+            ("mock-secondary", "secondary", secondary_port),
+        ] {
+            processes.push(Process::start(
+                process,
+                &dir.0,
+                Command::new(workspace_binary("mcp-mock-upstream"))
+                    .args(["--listen", &format!("127.0.0.1:{port}")])
+                    .args(["--instance", instance]),
+            ));
+        }
+        let mut proxy = Command::new(env!("CARGO_BIN_EXE_mcp-proxy"));
+        proxy
+            .arg("--config")
+            .arg(root.join("deploy/mcp-server.yaml"))
+            .args(["--listen", &format!("127.0.0.1:{proxy_port}")]);
+        if let Some(attempts) = max_attempts {
+            proxy.env("MCP__ROUTING__MAX_ATTEMPTS", attempts.to_string());
+        }
         processes.push(Process::start(
             "proxy",
             &dir.0,
-            Command::new(env!("CARGO_BIN_EXE_mcp-proxy"))
-                .arg("--config")
-                .arg(root.join("deploy/mcp-server.yaml"))
-                .args(["--listen", &format!("127.0.0.1:{proxy_port}")])
+            proxy
                 .env(
-                    "MCP__UPSTREAM__MOCK_BASE_URL",
+                    "MCP__UPSTREAMS__PRIMARY__BASE_URL",
                     format!("http://127.0.0.1:{mock_port}/v1"),
+                )
+                .env(
+                    "MCP__UPSTREAMS__SECONDARY__BASE_URL",
+                    format!("http://127.0.0.1:{secondary_port}/v1"),
                 )
                 .env("MCP__UPSTREAM__HEALTH_CHECK_INTERVAL_SECS", "2")
                 .env("MCP__LOG__FORMAT", "json")
@@ -249,12 +275,16 @@ impl Stack {
         ));
 
         let stack = Self {
-            _dir: dir,
+            dir,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("a client"),
-            mock: format!("http://127.0.0.1:{mock_port}"),
+            mocks: [
+                format!("http://127.0.0.1:{mock_port}"),
+                format!("http://127.0.0.1:{secondary_port}"),
+            ],
+            proxy: format!("http://127.0.0.1:{proxy_port}"),
             prometheus: format!("http://127.0.0.1:{prom_port}"),
             alertmanager: format!("http://127.0.0.1:{am_port}"),
             processes,
@@ -351,7 +381,7 @@ impl Stack {
     /// Alerts the mock upstream received on its webhook sink, as (alertname, status).
     async fn notifications(&self) -> Vec<(String, String)> {
         let body = self
-            .get_json(&format!("{}/admin/alerts", self.mock))
+            .get_json(&format!("{}/admin/alerts", self.mocks[0]))
             .await
             .unwrap_or(Value::Null);
         body.as_array()
@@ -364,14 +394,17 @@ impl Stack {
             .collect()
     }
 
+    /// Patches (or, with `None`, resets) both mocks' fault profiles.
     async fn set_faults(&self, patch: Option<Value>) {
-        let url = format!("{}/admin/faults", self.mock);
-        let request = match patch {
-            Some(patch) => self.http.put(url).json(&patch),
-            None => self.http.delete(url),
-        };
-        let response = request.send().await.expect("the mock answers");
-        assert!(response.status().is_success(), "{}", response.status());
+        for mock in &self.mocks {
+            let url = format!("{mock}/admin/faults");
+            let request = match &patch {
+                Some(patch) => self.http.put(url).json(patch),
+                None => self.http.delete(url),
+            };
+            let response = request.send().await.expect("the mock answers");
+            assert!(response.status().is_success(), "{}", response.status());
+        }
     }
 }
 
@@ -396,7 +429,9 @@ const FAST_BURN: &str = "McpServerErrorBudgetBurnFast";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_error_rate_alerts_fire_on_an_incident_and_resolve_after_it() {
-    let stack = Stack::start().await;
+    // One attempt per request: the incident's errors reach the clients, which is what the
+    // error-rate alerts are about. (With retries, see the failover test below.)
+    let stack = Stack::start("alerts", Some(1)).await;
 
     // 1. Normal traffic: nothing fires for a minute.
     let quiet_until = Instant::now() + Duration::from_secs(60);
@@ -409,7 +444,8 @@ async fn the_error_rate_alerts_fire_on_an_incident_and_resolve_after_it() {
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
 
-    // 2. A 30% error rate: the error-rate alerts fire and reach Alertmanager.
+    // 2. A 30% error rate on both upstreams: the error-rate alerts fire and reach
+    // Alertmanager.
     stack
         .set_faults(Some(json!({"error_rate": 0.3, "error_status": 500})))
         .await;
@@ -480,5 +516,91 @@ async fn the_error_rate_alerts_fire_on_an_incident_and_resolve_after_it() {
         "panels without data:\n{}",
         empty.join("\n")
     );
-    assert_eq!(stack.processes.len(), 5);
+    assert_eq!(stack.processes.len(), 6);
+}
+
+/// A `phase summary` line of the load generator's JSON log.
+fn phase_summary(log: &str, phase: &str) -> Value {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["message"] == "phase summary" && line["phase"] == phase)
+        .unwrap_or_else(|| panic!("no summary of phase {phase} in:\n{log}"))
+}
+
+/// How many answers of a phase `upstream` served (`upstreams="primary=3 secondary=9"`).
+fn served_by(summary: &Value, upstream: &str) -> u64 {
+    summary["upstreams"]
+        .as_str()
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(name, _)| *name == upstream)
+        .map_or(0, |(_, n)| n.parse().expect("a count"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_primary_costs_clients_nothing_and_gets_its_traffic_back_when_it_heals() {
+    let stack = Stack::start("failover", None).await;
+    let log = stack.dir.0.join("failover.log");
+    let out = fs::File::create(&log).expect("a log file");
+    let status = Command::new(workspace_binary("mcp-loadgen"))
+        .args(["--log-format", "json", "scenario", "failover"])
+        .args(["--target", &stack.proxy, "--mock-admin", &stack.mocks[0]])
+        .args([
+            "--rate",
+            RATE,
+            "--baseline",
+            "10",
+            "--incident",
+            "25",
+            "--recovery",
+            "40",
+        ])
+        .stdout(out.try_clone().expect("a second handle"))
+        .stderr(out)
+        .status()
+        .expect("the load generator runs");
+    let log = fs::read_to_string(&log).expect("its log");
+    assert!(status.success(), "the scenario failed:\n{log}");
+
+    let outage = phase_summary(&log, "outage");
+    assert_eq!(outage["errors"], 0, "clients saw the outage: {outage}");
+    assert!(served_by(&outage, "secondary") > 100, "{outage}");
+    // Only requests that straddle the start of the outage may have reached the primary.
+    assert!(served_by(&outage, "primary") <= 3, "{outage}");
+    let recovery = phase_summary(&log, "recovery");
+    assert_eq!(recovery["errors"], 0, "{recovery}");
+    assert!(
+        served_by(&recovery, "primary") > 50,
+        "traffic came back: {recovery}"
+    );
+
+    // What the metrics tell an operator: the breakers opened, gpt-4o fell back to
+    // gpt-4o-mini, and every breaker of the primary is closed again.
+    let opened = stack
+        .query_value(
+            r#"sum(mcp_server_circuit_breaker_transitions_total{upstream="primary",to="open"})"#,
+        )
+        .await;
+    assert!(
+        opened >= 2.0,
+        "breakers of the primary that opened: {opened}"
+    );
+    let fell_back = stack
+        .query_value(r#"sum(mcp_server_fallbacks_total{from="gpt-4o",to="gpt-4o-mini"})"#)
+        .await;
+    assert!(fell_back >= 1.0, "fallbacks: {fell_back}");
+    within(
+        Duration::from_secs(60),
+        "the primary's breakers close",
+        || async {
+            stack
+                .query_value(
+                    r#"min(mcp_server_circuit_breaker_state{upstream="primary",state="closed"})"#,
+                )
+                .await
+                == 1.0
+        },
+    )
+    .await;
 }

@@ -4,3 +4,4 @@ mod compose;
 mod dashboard_lint;
 mod dashboards;
 mod e2e;
+mod run_script;
