@@ -75,8 +75,9 @@ pub struct Metrics {
     pub usage: UsageMetrics,
     pub upstream: UpstreamMetrics,
     pub routing: RoutingMetrics,
-    /// The full name of every family registered, whether or not it has a series yet.
-    families: Vec<String>,
+    /// Every family registered, whether or not it has a series yet: its full name and its
+    /// label keys.
+    families: Vec<(String, Vec<String>)>,
 }
 
 impl Metrics {
@@ -112,9 +113,10 @@ impl Metrics {
         })
     }
 
-    /// Every family this holder registered, by full name (`mcp_server_...`). A family with no
-    /// series yet is absent from a scrape; this list still names it.
-    pub fn family_names(&self) -> &[String] {
+    /// Every family this holder registered: its full name (`mcp_server_...`) and its label
+    /// keys in order. A family with no series yet is absent from a scrape; this list still
+    /// names it.
+    pub fn families(&self) -> &[(String, Vec<String>)] {
         &self.families
     }
 }
@@ -122,7 +124,7 @@ impl Metrics {
 /// Registers families and remembers their names.
 pub(crate) struct Registrar<'a> {
     registry: &'a Registry,
-    families: Vec<String>,
+    families: Vec<(String, Vec<String>)>,
 }
 
 impl Registrar<'_> {
@@ -132,8 +134,12 @@ impl Registrar<'_> {
         C: prometheus::core::Collector + Clone + 'static,
     {
         self.registry.register(Box::new(collector.clone()))?;
-        self.families
-            .extend(collector.desc().iter().map(|d| d.fq_name.clone()));
+        self.families.extend(
+            collector
+                .desc()
+                .iter()
+                .map(|d| (d.fq_name.clone(), d.variable_labels.clone())),
+        );
         Ok(collector)
     }
 }
@@ -175,11 +181,12 @@ mod tests {
         metrics.gateway.active_connections.inc();
         assert!(
             metrics
-                .family_names()
+                .families()
                 .iter()
-                .any(|n| n == "mcp_server_upstream_requests_total"),
+                .any(|(n, labels)| n == "mcp_server_upstream_requests_total"
+                    && labels == &["upstream", "model", "outcome"]),
             "{:?}",
-            metrics.family_names()
+            metrics.families()
         );
         let families = registry.gather();
         let mut text = Vec::new();

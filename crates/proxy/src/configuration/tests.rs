@@ -131,3 +131,150 @@ fn a_missing_file_is_an_error() {
     let err = load_from(Some(Path::new("/nonexistent/mcp.yaml")), env(&[]));
     assert!(err.is_err());
 }
+
+const TWO_UPSTREAMS: &str = "
+upstream:
+  request_timeout_secs: 30
+  max_in_flight: 8
+upstreams:
+  - name: primary
+    base_url: http://127.0.0.1:8081/v1
+    api_key_env: PRIMARY_KEY
+  - name: secondary-eu
+    base_url: http://127.0.0.1:8082/v1
+    request_timeout_secs: 5
+    queue: {size: 3, timeout_ms: 100}
+models:
+  - id: a
+    deployments: [{upstream: primary}, {upstream: secondary-eu, model: a-2024, weight: 3}]
+    fallbacks: [b]
+  - id: b
+    deployments: [{upstream: secondary-eu}]
+";
+
+#[test]
+fn list_entries_take_what_they_leave_out_from_the_upstream_section() {
+    let file = TempYaml::new(TWO_UPSTREAMS);
+    let s = load_from(Some(&file.0), env(&[])).unwrap();
+    let plans = s.upstream_plans(|_| false);
+    assert_eq!(s.upstream_names(), ["primary", "secondary-eu"]);
+    assert_eq!(plans[0].api_key_env, "PRIMARY_KEY");
+    assert_eq!(plans[1].api_key_env, "OPENAI_API_KEY");
+    assert_eq!(plans[0].request_timeout, Duration::from_secs(30));
+    assert_eq!(plans[1].request_timeout, Duration::from_secs(5));
+    assert_eq!(plans[0].concurrency.max_in_flight, 8);
+    assert_eq!(plans[1].concurrency.queue, 3);
+    assert_eq!(
+        plans[1].concurrency.queue_timeout,
+        Duration::from_millis(100)
+    );
+    let table = s.routing_table().unwrap();
+    assert_eq!(table.deployments().len(), 3);
+}
+
+#[test]
+fn an_entry_is_overridden_from_the_environment_by_its_name() {
+    let file = TempYaml::new(TWO_UPSTREAMS);
+    let s = load_from(
+        Some(&file.0),
+        env(&[
+            (
+                "MCP__UPSTREAMS__SECONDARY_EU__BASE_URL",
+                "https://eu.example.com/v1",
+            ),
+            ("MCP__UPSTREAMS__PRIMARY__MAX_IN_FLIGHT", "2"),
+            ("MCP__SERVER__WORKERS", "3"),
+        ]),
+    )
+    .unwrap();
+    let plans = s.upstream_plans(|_| false);
+    assert_eq!(plans[1].base_url.as_str(), "https://eu.example.com/v1");
+    assert_eq!(plans[0].concurrency.max_in_flight, 2);
+    assert_eq!(s.server.workers, 3);
+    let err = load_from(
+        Some(&file.0),
+        env(&[("MCP__UPSTREAMS__TERTIARY__BASE_URL", "http://x/v1")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("MCP__UPSTREAMS__TERTIARY__BASE_URL"), "{err}");
+    let err = load_from(
+        Some(&file.0),
+        env(&[("MCP__UPSTREAMS__PRIMARY__BASE_URL", "ftp://x/v1")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("upstreams[0].base_url"), "{err}");
+}
+
+#[test]
+fn routing_mistakes_are_refused_with_the_key_they_are_about() {
+    let cases = [
+        (
+            TWO_UPSTREAMS.replace("{upstream: primary}", "{upstream: nowhere}"),
+            "invalid setting `models[0].deployments[0].upstream`: no upstream is named `nowhere`",
+        ),
+        (
+            TWO_UPSTREAMS.replace("fallbacks: [b]", "fallbacks: [c]"),
+            "invalid setting `models[0].fallbacks[0]`: no model is named `c`",
+        ),
+        (
+            TWO_UPSTREAMS.replace(
+                "deployments: [{upstream: secondary-eu}]",
+                "deployments: [{upstream: secondary-eu}]\n    fallbacks: [a]",
+            ),
+            "invalid setting `models[0].fallbacks`: a cycle of fallbacks: a -> b -> a",
+        ),
+        (
+            TWO_UPSTREAMS.replace("name: secondary-eu", "name: primary"),
+            "invalid setting `upstreams[1].name`: `primary` is used by an earlier upstream",
+        ),
+        (
+            TWO_UPSTREAMS.replace("http://127.0.0.1:8082/v1", "mailto:ops@example.com"),
+            "invalid setting `upstreams[1].base_url`: must be an http or https URL",
+        ),
+        (
+            TWO_UPSTREAMS.replace("  max_in_flight: 8", "  base_url: http://127.0.0.1:9/v1"),
+            "invalid setting `upstream.base_url`: not used when an `upstreams` list is configured",
+        ),
+        (
+            format!("{TWO_UPSTREAMS}routing:\n  retry_on: [404]\n"),
+            "invalid setting `routing.retry_on[0]`: a status to retry must be 429 or a 5xx",
+        ),
+        (
+            TWO_UPSTREAMS.replace(
+                "- id: b\n    deployments: [{upstream: secondary-eu}]",
+                "- id: b",
+            ),
+            "invalid setting `models[1].deployments`: required when more than one upstream is configured",
+        ),
+    ];
+    for (yaml, expected) in cases {
+        let file = TempYaml::new(&yaml);
+        let err = load_from(Some(&file.0), env(&[])).unwrap_err().to_string();
+        assert!(
+            err.starts_with(expected),
+            "expected `{expected}`, got `{err}`"
+        );
+    }
+}
+
+#[test]
+fn the_shipped_settings_route_over_both_mocks() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/mcp-server.yaml");
+    let s = load_from(Some(&file), env(&[])).unwrap();
+    assert_eq!(s.upstream_names(), ["primary", "secondary"]);
+    let table = s.routing_table().unwrap();
+    let catalog = table.catalog();
+    let plan: Vec<&str> = table
+        .route(catalog.resolve("gpt-4o").unwrap())
+        .plan
+        .iter()
+        .map(|m| catalog.label(*m))
+        .collect();
+    assert_eq!(plan, ["gpt-4o", "gpt-4o-mini"]);
+    assert_eq!(
+        catalog.resolve("gpt-4o-mini-2024-07-18"),
+        catalog.resolve("gpt-4o-mini")
+    );
+}

@@ -3,6 +3,8 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use mcp_core::ErrorType;
+use mcp_core::upstream::Outcome;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
@@ -66,28 +68,53 @@ async fn every_label_value_comes_from_a_closed_set() {
     app.get("/random/path/1").await;
     app.get("/random/path/2").await;
     let m = app.scrape().await;
-    for model in m.label_values("mcp_server_upstream_requests_total", "model") {
-        assert!(
-            [
-                CHAT_MODEL,
-                "gpt-4o",
-                COMPLETION_MODEL,
-                EMBEDDING_MODEL,
-                "other"
-            ]
-            .contains(&model.as_str()),
-            "{model}"
-        );
+    let configured = [
+        CHAT_MODEL,
+        "gpt-4o",
+        COMPLETION_MODEL,
+        EMBEDDING_MODEL,
+        "other",
+    ];
+    let models = m.label_values("mcp_server_upstream_requests_total", "model");
+    assert_eq!(
+        models,
+        [CHAT_MODEL],
+        "the one model that reached the upstream"
+    );
+    for family in [
+        "mcp_server_token_usage_total",
+        "mcp_server_request_tokens_count",
+    ] {
+        for model in m.label_values(family, "model") {
+            assert!(configured.contains(&model.as_str()), "{family}: {model}");
+        }
     }
-    for endpoint in m.label_values("mcp_server_requests_total", "endpoint") {
+    let endpoints = m.label_values("mcp_server_requests_total", "endpoint");
+    assert!(endpoints.contains(&"unmatched".to_owned()), "{endpoints:?}");
+    for endpoint in endpoints {
         assert!(
             endpoint.starts_with("/v1/") || endpoint == "unmatched",
             "{endpoint}"
         );
     }
+    let closed: Vec<&str> = ErrorType::ALL.iter().map(|e| e.as_str()).collect();
     let error_types = m.label_values("mcp_server_errors_total", "error_type");
-    assert!(error_types.contains(&"stream_interrupted".to_owned()));
+    assert_eq!(error_types.len(), closed.len(), "{error_types:?}");
+    for e in &error_types {
+        assert!(closed.contains(&e.as_str()), "{e}");
+    }
+    let outcomes: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+    for o in m.label_values("mcp_server_upstream_requests_total", "outcome") {
+        assert!(outcomes.contains(&o.as_str()), "{o}");
+    }
+    for family in [
+        "mcp_server_upstream_requests_total",
+        "mcp_server_upstream_up",
+    ] {
+        assert_eq!(m.label_values(family, "upstream"), ["primary"], "{family}");
+    }
     assert!(!m.text.contains("/random/path"));
+    assert!(!m.text.contains("not-configured"));
 }
 
 #[tokio::test]
@@ -135,4 +162,36 @@ async fn promtool_accepts_the_exposition_after_mixed_traffic() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn docs_metrics_md_lists_every_family_with_its_labels_and_nothing_else() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/metrics.md");
+    let docs = std::fs::read_to_string(path).unwrap();
+    let mut documented = std::collections::BTreeMap::new();
+    for row in docs.lines().filter(|l| l.starts_with("| `mcp_server_")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let name = cells[1].trim_matches('`').to_owned();
+        let labels: Vec<String> = cells[3]
+            .split(',')
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        documented.insert(name, labels);
+    }
+    let registered = crate::scrape::family_labels();
+    for (name, labels) in &registered {
+        assert_eq!(
+            documented.get(name),
+            Some(labels),
+            "docs/metrics.md must list `{name}` with labels {labels:?}"
+        );
+    }
+    for name in documented.keys() {
+        assert!(
+            registered.contains_key(name),
+            "docs/metrics.md lists `{name}`, which the gateway does not export"
+        );
+    }
 }

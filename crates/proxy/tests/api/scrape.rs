@@ -81,27 +81,30 @@ impl Scrape {
     }
 }
 
-/// Every family the gateway can export: its own (from a registry built the way it builds
-/// one) and the two HTTP families actix-web-prom records under core's names.
+/// Every family the gateway can export, with its label keys: its own (from a registry built
+/// the way it builds one) and the two HTTP families actix-web-prom records under core's names.
+pub fn family_labels() -> BTreeMap<String, Vec<String>> {
+    let sets = LabelSets {
+        models: label_values(["m", "other"]),
+        upstreams: label_values(["u"]),
+    };
+    let build = BuildInfo {
+        version: "0".into(),
+        revision: "0".into(),
+    };
+    let metrics = Metrics::register(&prometheus::Registry::new(), &sets, &build)
+        .expect("the families register");
+    let mut families: BTreeMap<String, Vec<String>> = metrics.families().iter().cloned().collect();
+    for http in [REQUESTS_TOTAL, REQUEST_DURATION_SECONDS] {
+        let labels = ["endpoint", "method", "status"].map(String::from).to_vec();
+        families.insert(format!("{NAMESPACE}_{http}"), labels);
+    }
+    families
+}
+
 fn known_families() -> &'static HashSet<String> {
     static KNOWN: OnceLock<HashSet<String>> = OnceLock::new();
-    KNOWN.get_or_init(|| {
-        let sets = LabelSets {
-            models: label_values(["m", "other"]),
-            upstreams: label_values(["u"]),
-        };
-        let build = BuildInfo {
-            version: "0".into(),
-            revision: "0".into(),
-        };
-        let metrics = Metrics::register(&prometheus::Registry::new(), &sets, &build)
-            .expect("the families register");
-        let mut known: HashSet<String> = metrics.family_names().iter().cloned().collect();
-        for http in [REQUESTS_TOTAL, REQUEST_DURATION_SECONDS] {
-            known.insert(format!("{NAMESPACE}_{http}"));
-        }
-        known
-    })
+    KNOWN.get_or_init(|| family_labels().into_keys().collect())
 }
 
 fn assert_family_exists(name: &str) {
