@@ -23,6 +23,8 @@ pub enum ErrorType {
     MethodNotAllowed,
     UpstreamClientError,
     UpstreamRateLimited,
+    /// The upstream's 529 (overloaded), passed through with its body.
+    UpstreamOverloaded,
     UpstreamServerError,
     UpstreamUnavailable,
     UpstreamTimeout,
@@ -38,7 +40,7 @@ pub enum ErrorType {
 }
 
 impl ErrorType {
-    pub const ALL: [ErrorType; 16] = [
+    pub const ALL: [ErrorType; 17] = [
         ErrorType::InvalidRequest,
         ErrorType::UnsupportedMediaType,
         ErrorType::PayloadTooLarge,
@@ -47,6 +49,7 @@ impl ErrorType {
         ErrorType::MethodNotAllowed,
         ErrorType::UpstreamClientError,
         ErrorType::UpstreamRateLimited,
+        ErrorType::UpstreamOverloaded,
         ErrorType::UpstreamServerError,
         ErrorType::UpstreamUnavailable,
         ErrorType::UpstreamTimeout,
@@ -68,6 +71,7 @@ impl ErrorType {
             ErrorType::MethodNotAllowed => "method_not_allowed",
             ErrorType::UpstreamClientError => "upstream_client_error",
             ErrorType::UpstreamRateLimited => "upstream_rate_limited",
+            ErrorType::UpstreamOverloaded => "upstream_overloaded",
             ErrorType::UpstreamServerError => "upstream_server_error",
             ErrorType::UpstreamUnavailable => "upstream_unavailable",
             ErrorType::UpstreamTimeout => "upstream_timeout",
@@ -89,6 +93,7 @@ impl ErrorType {
             | ErrorType::MethodNotAllowed
             | ErrorType::UpstreamClientError => Fault::Client,
             ErrorType::UpstreamRateLimited
+            | ErrorType::UpstreamOverloaded
             | ErrorType::UpstreamServerError
             | ErrorType::UpstreamUnavailable
             | ErrorType::UpstreamTimeout
@@ -110,6 +115,7 @@ impl ErrorType {
             ErrorType::ModelNotFound | ErrorType::NotFound => 404,
             ErrorType::MethodNotAllowed => 405,
             ErrorType::UpstreamRateLimited => 429,
+            ErrorType::UpstreamOverloaded => 529,
             ErrorType::UpstreamServerError
             | ErrorType::UpstreamUnavailable
             | ErrorType::UpstreamMalformed
@@ -125,10 +131,28 @@ impl ErrorType {
         match self {
             ErrorType::ModelNotFound | ErrorType::NotFound => "not_found_error",
             ErrorType::UpstreamRateLimited => "rate_limit_error",
+            ErrorType::UpstreamOverloaded => "overloaded_error",
             _ => match self.fault() {
                 Fault::Client => "invalid_request_error",
                 Fault::Upstream => "upstream_error",
                 Fault::Gateway => "server_error",
+            },
+        }
+    }
+
+    /// Anthropic's error `type` for the body, on the Messages endpoints. Anthropic's SDKs
+    /// pick the exception class by status; the type is what a client logs.
+    pub const fn anthropic_type(self) -> &'static str {
+        match self {
+            ErrorType::PayloadTooLarge => "request_too_large",
+            ErrorType::ModelNotFound | ErrorType::NotFound => "not_found_error",
+            ErrorType::UpstreamRateLimited => "rate_limit_error",
+            ErrorType::UpstreamOverloaded
+            | ErrorType::UpstreamSaturated
+            | ErrorType::CircuitOpen => "overloaded_error",
+            _ => match self.fault() {
+                Fault::Client => "invalid_request_error",
+                Fault::Upstream | Fault::Gateway => "api_error",
             },
         }
     }

@@ -8,6 +8,8 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+use crate::usage::Usage;
+
 /// The label value for any model that is not in the configured list.
 pub const OTHER_MODEL: &str = "other";
 
@@ -76,16 +78,55 @@ impl DeploymentSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pricing {
+    /// Input tokens neither read from nor written to a prompt cache.
     pub prompt_usd_per_million: f64,
+    /// Output tokens, reasoning included (providers bill reasoning as output).
     pub completion_usd_per_million: f64,
+    /// Input tokens read from the prompt cache (OpenAI's cached input, Anthropic's cache
+    /// reads). Unset: the prompt price, so that no discount is assumed that was not
+    /// configured.
+    #[serde(default)]
+    pub cache_read_usd_per_million: Option<f64>,
+    /// Input tokens written to the prompt cache (Anthropic's cache writes, billed at a
+    /// premium). Unset: the prompt price.
+    #[serde(default)]
+    pub cache_write_usd_per_million: Option<f64>,
 }
 
 impl Pricing {
-    /// The cost in US dollars of one request's tokens.
-    pub fn cost_usd(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
-        (prompt_tokens as f64 * self.prompt_usd_per_million
-            + completion_tokens as f64 * self.completion_usd_per_million)
+    /// Plain input and output prices, cached input at the input price.
+    pub const fn new(prompt_usd_per_million: f64, completion_usd_per_million: f64) -> Self {
+        Self {
+            prompt_usd_per_million,
+            completion_usd_per_million,
+            cache_read_usd_per_million: None,
+            cache_write_usd_per_million: None,
+        }
+    }
+
+    /// The cost in US dollars of one request's tokens: each part of the input at its own
+    /// rate, the output (reasoning included) at the output rate.
+    pub fn cost_usd(&self, usage: &Usage) -> f64 {
+        let read = self
+            .cache_read_usd_per_million
+            .unwrap_or(self.prompt_usd_per_million);
+        let write = self
+            .cache_write_usd_per_million
+            .unwrap_or(self.prompt_usd_per_million);
+        (usage.uncached_input() as f64 * self.prompt_usd_per_million
+            + usage.cache_read as f64 * read
+            + usage.cache_write as f64 * write
+            + usage.completion() as f64 * self.completion_usd_per_million)
             / 1_000_000.0
+    }
+
+    fn rates(&self) -> [f64; 4] {
+        [
+            self.prompt_usd_per_million,
+            self.completion_usd_per_million,
+            self.cache_read_usd_per_million.unwrap_or(0.0),
+            self.cache_write_usd_per_million.unwrap_or(0.0),
+        ]
     }
 }
 
@@ -156,7 +197,7 @@ impl ModelCatalog {
             }
             if let Some(p) = spec.pricing {
                 let ok = |v: f64| v.is_finite() && v >= 0.0;
-                if !ok(p.prompt_usd_per_million) || !ok(p.completion_usd_per_million) {
+                if !p.rates().into_iter().all(ok) {
                     return Err(CatalogError::BadPrice {
                         index,
                         id: spec.id.clone(),
@@ -293,9 +334,14 @@ mod tests {
             CatalogError::Reserved(0)
         );
         let mut priced = spec("p");
+        priced.pricing = Some(Pricing::new(-1.0, 1.0));
+        assert!(matches!(
+            ModelCatalog::new(vec![priced.clone()]),
+            Err(CatalogError::BadPrice { .. })
+        ));
         priced.pricing = Some(Pricing {
-            prompt_usd_per_million: -1.0,
-            completion_usd_per_million: 1.0,
+            cache_write_usd_per_million: Some(f64::NAN),
+            ..Pricing::new(1.0, 1.0)
         });
         assert!(matches!(
             ModelCatalog::new(vec![priced]),
@@ -303,13 +349,40 @@ mod tests {
         ));
     }
 
+    fn usage(input: u64, cache_read: u64, cache_write: u64, output: u64) -> Usage {
+        Usage {
+            input: Some(input),
+            output: Some(output),
+            cache_read,
+            cache_write,
+            reasoning: 0,
+        }
+    }
+
     #[test]
     fn cost_is_priced_per_million_tokens() {
-        let p = Pricing {
-            prompt_usd_per_million: 0.15,
-            completion_usd_per_million: 0.6,
-        };
-        let cost = p.cost_usd(1_000, 500);
+        let p = Pricing::new(0.15, 0.6);
+        let cost = p.cost_usd(&usage(1_000, 0, 0, 500));
         assert!((cost - 0.00045).abs() < 1e-12, "{cost}");
+    }
+
+    #[test]
+    fn cached_input_is_priced_at_its_own_rates_and_at_the_input_rate_when_unset() {
+        // Claude Sonnet's list prices: $3 input, $0.30 cache reads, $3.75 cache writes, $15
+        // output. 50 plain + 1800 read + 248 written input tokens, 120 output tokens.
+        let p = Pricing {
+            cache_read_usd_per_million: Some(0.3),
+            cache_write_usd_per_million: Some(3.75),
+            ..Pricing::new(3.0, 15.0)
+        };
+        let u = usage(2098, 1800, 248, 120);
+        let expected = (50.0 * 3.0 + 1800.0 * 0.3 + 248.0 * 3.75 + 120.0 * 15.0) / 1e6;
+        assert!(
+            (p.cost_usd(&u) - expected).abs() < 1e-15,
+            "{}",
+            p.cost_usd(&u)
+        );
+        let undiscounted = Pricing::new(3.0, 15.0).cost_usd(&u);
+        assert!((undiscounted - (2098.0 * 3.0 + 120.0 * 15.0) / 1e6).abs() < 1e-15);
     }
 }

@@ -11,7 +11,11 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-/// The fields of a client request the gateway routes on.
+use crate::usage::OpenAiUsage;
+pub use crate::usage::Usage;
+
+/// The fields of a client request the gateway routes on, in any of the APIs it serves
+/// (each reads `model` and `stream`; the others are absent where an API has no such field).
 #[derive(Debug, Default, Deserialize)]
 pub struct RequestPeek<'a> {
     #[serde(borrow, default)]
@@ -20,6 +24,9 @@ pub struct RequestPeek<'a> {
     pub stream: Option<bool>,
     #[serde(default)]
     pub stream_options: Option<StreamOptionsPeek>,
+    /// Responses API: the stored response this one continues.
+    #[serde(borrow, default)]
+    pub previous_response_id: Option<Cow<'a, str>>,
 }
 
 /// `stream_options` as far as usage reporting goes; other options are forwarded untouched.
@@ -68,29 +75,10 @@ pub fn replace_model(body: &Bytes, model: &str) -> Result<Option<Bytes>, serde_j
     Ok(Some(out.freeze()))
 }
 
-/// Token counts as the upstream reports them.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub struct Usage {
-    #[serde(default)]
-    pub prompt_tokens: Option<u64>,
-    #[serde(default)]
-    pub completion_tokens: Option<u64>,
-}
-
-impl Usage {
-    pub fn prompt(&self) -> u64 {
-        self.prompt_tokens.unwrap_or(0)
-    }
-
-    pub fn completion(&self) -> u64 {
-        self.completion_tokens.unwrap_or(0)
-    }
-}
-
 #[derive(Deserialize)]
 struct UsagePeek {
     #[serde(default)]
-    usage: Option<Usage>,
+    usage: Option<OpenAiUsage>,
 }
 
 /// Validates a complete JSON response body and returns its top-level `usage`, if any.
@@ -98,7 +86,7 @@ struct UsagePeek {
 /// A body that is not JSON is an error: the upstream claimed success but sent something
 /// the client could not read either.
 pub fn read_usage(body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
-    serde_json::from_slice::<UsagePeek>(body).map(|p| p.usage)
+    serde_json::from_slice::<UsagePeek>(body).map(|p| p.usage.map(Usage::from))
 }
 
 /// What one streamed chunk (`data:` payload) says, as far as accounting goes.
@@ -118,7 +106,7 @@ struct ChunkPeek<'a> {
     #[serde(borrow, default)]
     choices: Option<Vec<ChoicePeek<'a>>>,
     #[serde(default)]
-    usage: Option<Usage>,
+    usage: Option<OpenAiUsage>,
     #[serde(default)]
     error: Option<IgnoredAny>,
 }
@@ -159,7 +147,7 @@ pub fn summarize_chunk(data: &[u8]) -> Result<ChunkSummary, serde_json::Error> {
     Ok(ChunkSummary {
         has_content,
         no_choices: peek.choices.as_ref().is_some_and(Vec::is_empty),
-        usage: peek.usage,
+        usage: peek.usage.map(Usage::from),
         is_error: peek.error.is_some(),
     })
 }
@@ -273,6 +261,7 @@ mod tests {
         let body = br#"{"choices":[{"message":{"content":"\"usage\": {\"prompt_tokens\": 99}"}}],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10,"prompt_tokens_details":{"cached_tokens":0}}}"#;
         let u = read_usage(body).unwrap().unwrap();
         assert_eq!((u.prompt(), u.completion()), (7, 3));
+        assert_eq!(u.cache_read, 0);
     }
 
     #[test]

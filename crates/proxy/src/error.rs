@@ -1,4 +1,7 @@
-//! The errors the gateway answers itself, always in OpenAI's shape.
+//! The errors the gateway answers itself, in the shape of the API the client speaks: OpenAI's
+//! `{"error":{"message","type","param","code"}}`, or on the Messages endpoints Anthropic's
+//! `{"type":"error","error":{"type","message"}}`, so that each API's SDK raises its usual
+//! exception for the status.
 //!
 //! An [`ApiError`] carries its [`ErrorType`]; the response it renders carries the same value in
 //! its extensions, where the error-accounting middleware reads it to count the error. So the
@@ -9,9 +12,36 @@ use std::borrow::Cow;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use mcp_core::ErrorType;
 use mcp_core::openai::ErrorBody;
-use mcp_core::upstream::UpstreamError;
+use mcp_core::upstream::{UpstreamError, UpstreamKind};
+use mcp_core::{Endpoint, ErrorType, anthropic};
+
+/// Which API's error shape a response takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorShape {
+    #[default]
+    OpenAi,
+    Anthropic,
+}
+
+impl ErrorShape {
+    pub fn of(endpoint: Endpoint) -> Self {
+        match endpoint.kind() {
+            UpstreamKind::OpenAi => ErrorShape::OpenAi,
+            UpstreamKind::Anthropic => ErrorShape::Anthropic,
+        }
+    }
+
+    /// For a path the gateway may not serve: Anthropic's clients are the ones under
+    /// `/v1/messages`.
+    pub fn of_path(path: &str) -> Self {
+        if path == "/v1/messages" || path.starts_with("/v1/messages/") {
+            ErrorShape::Anthropic
+        } else {
+            ErrorShape::OpenAi
+        }
+    }
+}
 
 /// An error answered to the client.
 #[derive(Debug)]
@@ -21,6 +51,7 @@ pub struct ApiError {
     param: Option<&'static str>,
     /// Headers the response carries besides the body's (`Retry-After`, the attempts).
     headers: Vec<(HeaderName, HeaderValue)>,
+    shape: ErrorShape,
 }
 
 impl ApiError {
@@ -30,7 +61,14 @@ impl ApiError {
             message: message.into(),
             param: None,
             headers: Vec::new(),
+            shape: ErrorShape::OpenAi,
         }
+    }
+
+    /// Renders in the shape of `shape`'s API.
+    pub fn in_shape(mut self, shape: ErrorShape) -> Self {
+        self.shape = shape;
+        self
     }
 
     /// Adds a header to the response.
@@ -80,7 +118,13 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = error_response(self.status_code(), self.kind, &self.message, self.param);
+        let mut response = error_response(
+            self.status_code(),
+            self.kind,
+            &self.message,
+            self.param,
+            self.shape,
+        );
         for (name, value) in &self.headers {
             response.headers_mut().insert(name.clone(), value.clone());
         }
@@ -88,14 +132,21 @@ impl ResponseError for ApiError {
     }
 }
 
-/// Renders an OpenAI error body with `status`, tagged with `kind` for the error accounting.
+/// Renders an error body in `shape` with `status`, tagged with `kind` for the error
+/// accounting.
 pub fn error_response(
     status: StatusCode,
     kind: ErrorType,
     message: &str,
     param: Option<&str>,
+    shape: ErrorShape,
 ) -> HttpResponse {
-    let body = ErrorBody::new(message, kind.openai_type(), param, kind.as_str()).to_json();
+    let body = match shape {
+        ErrorShape::OpenAi => {
+            ErrorBody::new(message, kind.openai_type(), param, kind.as_str()).to_json()
+        }
+        ErrorShape::Anthropic => anthropic::error_body(kind.anthropic_type(), message),
+    };
     let mut response = HttpResponse::build(status)
         .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
         .body(body);

@@ -1,11 +1,15 @@
 //! Turning an HTTP request into a proxied request: content type, size limit, the few fields
-//! the gateway routes on, and the model check. Everything else in the body is left alone.
+//! the gateway routes on, and the model check (the model must be served by an upstream of the
+//! endpoint's kind). Everything else in the body is left alone. Errors are rendered in the
+//! endpoint's API shape by the caller.
 
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::{HttpRequest, web};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use http::{HeaderName, HeaderValue};
 use mcp_core::openai::RequestPeek;
+use mcp_core::upstream::{ANTHROPIC_BETA, ANTHROPIC_VERSION, UpstreamId, UpstreamKind};
 use mcp_core::{Endpoint, ErrorType, ModelId};
 
 use crate::error::ApiError;
@@ -24,6 +28,15 @@ pub struct ProxyRequest {
     pub client_wants_usage: bool,
     /// The body has a `stream_options` object of its own.
     pub has_stream_options: bool,
+    /// Responses API: the stored response this request continues, which only the upstream
+    /// that holds it can serve.
+    pub previous_response_id: Option<String>,
+    /// The upstream the request must go to: for a `previous_response_id`, the one its
+    /// `x-mcp-upstream` header names.
+    pub pinned: Option<UpstreamId>,
+    /// The client's headers the upstream's API reads (Anthropic's `anthropic-version` and
+    /// `anthropic-beta`); empty for OpenAI's endpoints, without allocating.
+    pub forwarded: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// Longest model name echoed into a log line or an error message.
@@ -53,10 +66,43 @@ pub async fn read(
         )
         .with_param("model"));
     };
+    let kind = endpoint.kind();
+    if !state.routes.serves(model, kind) {
+        // Known, but only to the other API: as unknown as it gets for this client, so a 404,
+        // with a message that says where the model is served.
+        let shown = truncate(requested, MAX_ECHOED_MODEL);
+        let other = match kind {
+            UpstreamKind::OpenAi => UpstreamKind::Anthropic,
+            UpstreamKind::Anthropic => UpstreamKind::OpenAi,
+        };
+        return Err(ApiError::new(
+            ErrorType::ModelNotFound,
+            format!(
+                "The model `{shown}` is not served by an {} upstream here, so not on {}; it is \
+                 served through the {} API.",
+                kind.api_name(),
+                endpoint.route(),
+                other.api_name(),
+            ),
+        )
+        .with_param("model"));
+    }
     let requested_model = requested.to_owned();
     let stream = peek.is_stream() && endpoint.can_stream();
     let client_wants_usage = peek.wants_stream_usage();
     let has_stream_options = peek.stream_options.is_some();
+    let previous_response_id = match endpoint {
+        Endpoint::Responses => peek.previous_response_id.map(|id| id.into_owned()),
+        _ => None,
+    };
+    let pinned = match &previous_response_id {
+        Some(_) => pinned_upstream(req, state, model, kind)?,
+        None => None,
+    };
+    let forwarded = match kind {
+        UpstreamKind::OpenAi => Vec::new(),
+        UpstreamKind::Anthropic => forwarded_headers(req, &[ANTHROPIC_VERSION, ANTHROPIC_BETA]),
+    };
     Ok(ProxyRequest {
         body,
         model,
@@ -64,7 +110,63 @@ pub async fn read(
         stream,
         client_wants_usage,
         has_stream_options,
+        previous_response_id,
+        pinned,
+        forwarded,
     })
+}
+
+/// The upstream named by the request's `x-mcp-upstream` header (the header each answer
+/// carries), which must serve `model`, or a fallback of it, on the endpoint's kind.
+pub fn pinned_upstream(
+    req: &HttpRequest,
+    state: &AppState,
+    model: ModelId,
+    kind: UpstreamKind,
+) -> Result<Option<UpstreamId>, ApiError> {
+    let Some(value) = req.headers().get(crate::relay::SERVED_BY_UPSTREAM.as_str()) else {
+        return Ok(None);
+    };
+    let name = value.to_str().unwrap_or("").trim();
+    let found = state
+        .upstreams
+        .iter()
+        .position(|u| u.client.name() == name && u.client.kind() == kind)
+        .map(UpstreamId::new);
+    let routes = &state.routes;
+    let serves = |u: UpstreamId| {
+        routes.route(model).plan.iter().any(|m| {
+            routes
+                .route(*m)
+                .deployments
+                .iter()
+                .any(|d| routes.deployment(*d).upstream == u)
+        })
+    };
+    match found {
+        Some(u) if serves(u) => Ok(Some(u)),
+        _ => Err(ApiError::new(
+            ErrorType::InvalidRequest,
+            format!(
+                "The `x-mcp-upstream` header names `{}`, which is not an upstream that serves \
+                 this model here.",
+                truncate(name, MAX_ECHOED_MODEL)
+            ),
+        )),
+    }
+}
+
+/// The client's values of `names`, for the upstream.
+fn forwarded_headers(req: &HttpRequest, names: &[HeaderName]) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    for name in names {
+        for value in req.headers().get_all(name.as_str()) {
+            if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+                out.push((name.clone(), value));
+            }
+        }
+    }
+    out
 }
 
 fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {

@@ -1,4 +1,5 @@
-//! Error accounting: every error response leaves the app counted and in OpenAI's shape.
+//! Error accounting: every error response leaves the app counted and in the client's API's
+//! shape (OpenAI's, or Anthropic's under `/v1/messages`).
 //!
 //! It sits just inside actix-web-prom. Errors the gateway renders itself carry their
 //! [`ErrorType`] in the response extensions; anything else (a framework error) is classified
@@ -22,7 +23,7 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forwar
 use mcp_core::ErrorType;
 use mcp_core::metrics::{GatewayMetrics, UNMATCHED_ENDPOINT};
 
-use crate::error::error_response;
+use crate::error::{ErrorShape, error_response};
 
 /// The middleware factory; wrap it directly inside actix-web-prom.
 #[derive(Debug, Clone)]
@@ -143,8 +144,9 @@ fn account<B: MessageBody>(
                     .map(|e| e.to_string())
                     .unwrap_or_else(|| status.canonical_reason().unwrap_or("Error").to_owned()),
             };
+            let shape = ErrorShape::of_path(response.request().path());
             let (request, _) = response.into_parts();
-            let rendered = error_response(status, kind, &message, None);
+            let rendered = error_response(status, kind, &message, None, shape);
             ServiceResponse::new(request, rendered).map_into_right_body()
         }
     }

@@ -89,7 +89,9 @@ impl Application {
                 UpstreamOptions {
                     name: plan.name.clone(),
                     base_url: plan.base_url.clone(),
+                    kind: plan.kind,
                     api_key: secrets.key(&plan.api_key_env).cloned(),
+                    anthropic_version: plan.anthropic_version.clone(),
                     connect_timeout: plan.connect_timeout,
                     request_timeout: plan.request_timeout,
                     pool_idle_timeout: Duration::from_secs(
@@ -117,6 +119,7 @@ impl Application {
             .iter()
             .map(|d| {
                 metrics.routing.add_deployment(d.upstream, d.model);
+                metrics.usage.add_deployment(d.upstream, d.model);
                 CircuitBreaker::new(breaker_policy.clone(), now)
             })
             .collect();
@@ -147,6 +150,7 @@ impl Application {
         for plan in &plans {
             tracing::info!(
                 upstream = %plan.name,
+                kind = plan.kind.as_str(),
                 base_url = %plan.base_url,
                 api_key = if secrets.key(&plan.api_key_env).is_some() { "set" } else { "not set" },
                 max_in_flight = plan.concurrency.max_in_flight,

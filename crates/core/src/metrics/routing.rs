@@ -19,9 +19,10 @@ pub const QUEUE_WAIT_BUCKETS: &[f64] = &[
 ];
 
 /// The failed attempts a retry can follow; the `reason` label of the retry counter.
-pub const RETRY_REASONS: [Outcome; 6] = [
+pub const RETRY_REASONS: [Outcome; 7] = [
     Outcome::RateLimited,
     Outcome::ServerError,
+    Outcome::Overloaded,
     Outcome::Timeout,
     Outcome::ConnectError,
     Outcome::Malformed,

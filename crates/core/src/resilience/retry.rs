@@ -14,7 +14,7 @@ pub struct RetryOn {
     /// Failures without a usable status: connect errors, timeouts, malformed answers, broken
     /// answers.
     pub outcomes: Vec<Outcome>,
-    /// Answers with these statuses (429 and 5xx).
+    /// Answers with these statuses (429 and 5xx, 529 included).
     pub statuses: Vec<u16>,
 }
 
@@ -22,7 +22,7 @@ impl Default for RetryOn {
     fn default() -> Self {
         Self {
             outcomes: vec![Outcome::ConnectError, Outcome::Timeout],
-            statuses: vec![429, 500, 502, 503, 504],
+            statuses: vec![429, 500, 502, 503, 504, 529],
         }
     }
 }
@@ -32,7 +32,12 @@ impl RetryOn {
     /// be retried.
     pub fn allows(&self, outcome: Outcome, status: Option<u16>) -> bool {
         match status {
-            Some(status) if matches!(outcome, Outcome::RateLimited | Outcome::ServerError) => {
+            Some(status)
+                if matches!(
+                    outcome,
+                    Outcome::RateLimited | Outcome::ServerError | Outcome::Overloaded
+                ) =>
+            {
                 self.statuses.contains(&status)
             }
             _ => self.outcomes.contains(&outcome),

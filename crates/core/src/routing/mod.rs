@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use crate::models::{CatalogError, ModelCatalog, ModelId};
-use crate::upstream::UpstreamId;
+use crate::upstream::{UpstreamId, UpstreamKind};
 
 #[cfg(test)]
 mod tests;
@@ -34,6 +34,9 @@ pub struct Deployment {
     /// `model` unchanged.
     pub upstream_model: Option<Arc<str>>,
     pub weight: u32,
+    /// The API its upstream speaks: a request only goes to deployments of its endpoint's
+    /// kind.
+    pub kind: UpstreamKind,
 }
 
 /// One model's routing.
@@ -105,6 +108,7 @@ impl RoutingTable {
                     model: other,
                     upstream_model: None,
                     weight: 1,
+                    kind: UpstreamKind::OpenAi,
                 }],
                 routes: vec![Route {
                     deployments: vec![DeploymentId(0)],
@@ -183,8 +187,28 @@ impl RoutingTable {
         })
     }
 
+    /// Tells each deployment the kind of its upstream (`kinds` in [`UpstreamId`] order, as
+    /// the names given to [`RoutingTable::new`]; an upstream without one is OpenAI-kind).
+    pub fn with_kinds(mut self, kinds: &[UpstreamKind]) -> Self {
+        for d in &mut self.deployments {
+            d.kind = kinds.get(d.upstream.index()).copied().unwrap_or_default();
+        }
+        self
+    }
+
     pub fn catalog(&self) -> &ModelCatalog {
         &self.catalog
+    }
+
+    /// Whether a request of `kind` for `model` has anywhere to go: a deployment of that
+    /// kind for the model or one of its fallbacks.
+    pub fn serves(&self, model: ModelId, kind: UpstreamKind) -> bool {
+        self.route(model).plan.iter().any(|m| {
+            self.route(*m)
+                .deployments
+                .iter()
+                .any(|d| self.deployment(*d).kind == kind)
+        })
     }
 
     pub fn deployments(&self) -> &[Deployment] {
@@ -257,6 +281,7 @@ fn push_deployment(
         model,
         upstream_model: Some(upstream_model.into()),
         weight,
+        kind: UpstreamKind::OpenAi,
     });
     Ok(id)
 }

@@ -150,3 +150,19 @@ fn a_seeded_weighted_pick_splits_by_weight_among_the_best_ranked() {
     }
     assert_eq!(t.pick(m, &mut rng, |_| None), None);
 }
+
+#[test]
+fn a_model_is_served_to_the_kinds_of_its_deployments_and_its_fallbacks() {
+    use crate::upstream::UpstreamKind::{Anthropic, OpenAi};
+    let claude = model("claude", vec![dep("secondary", 1)], &[]);
+    let gpt = model("gpt", vec![dep("primary", 1)], &["claude"]);
+    let t = table(vec![claude, gpt])
+        .unwrap()
+        .with_kinds(&[OpenAi, Anthropic]);
+    let id = |name| t.catalog().resolve(name).unwrap();
+    assert!(t.serves(id("claude"), Anthropic));
+    assert!(!t.serves(id("claude"), OpenAi));
+    assert!(t.serves(id("gpt"), OpenAi));
+    // Through its fallback only; the request's own kind decides which deployments it tries.
+    assert!(t.serves(id("gpt"), Anthropic));
+}

@@ -69,6 +69,8 @@ pub enum BuildError {
     BaseUrl(&'static str),
     #[error("the upstream API key contains characters that cannot be sent in a header")]
     ApiKey,
+    #[error("anthropic_version contains characters that cannot be sent in a header")]
+    AnthropicVersion,
     #[error("could not set up TLS with the platform's trust store")]
     Tls(#[source] rustls::Error),
 }

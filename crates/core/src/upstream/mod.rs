@@ -10,6 +10,7 @@
 
 mod error;
 mod health;
+mod kind;
 mod outcome;
 
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use http::header::{
-    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, USER_AGENT,
+    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT,
 };
 use http::{Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -34,6 +35,9 @@ use url::Url;
 
 pub use error::{BuildError, Cause, UpstreamError};
 pub use health::UpstreamHealth;
+pub use kind::{
+    ANTHROPIC_BETA, ANTHROPIC_VERSION, DEFAULT_ANTHROPIC_VERSION, UpstreamKind, X_API_KEY,
+};
 pub use outcome::Outcome;
 
 use crate::Endpoint;
@@ -57,9 +61,12 @@ impl UpstreamId {
 pub struct UpstreamOptions {
     /// The `upstream` label value.
     pub name: String,
-    /// The OpenAI-compatible API root, e.g. `https://api.openai.com/v1`.
+    /// The API root, e.g. `https://api.openai.com/v1` or `https://api.anthropic.com/v1`.
     pub base_url: Url,
+    pub kind: UpstreamKind,
     pub api_key: Option<SecretString>,
+    /// Anthropic-kind upstreams: the `anthropic-version` sent when the client sends none.
+    pub anthropic_version: String,
     pub connect_timeout: Duration,
     /// The whole exchange for a plain answer; until the response headers for a stream.
     pub request_timeout: Duration,
@@ -82,11 +89,18 @@ pub struct UpstreamClient {
     connector: Connector,
     pool: hyper_util::client::legacy::Builder,
     base_url: Url,
-    /// Endpoint URIs, parsed once; cloning one is a reference-count increment.
-    uris: [Uri; 3],
+    /// The base URL ending in `/`, which pass-through paths are joined to.
+    root: Url,
+    kind: UpstreamKind,
+    /// The URIs of the endpoints routed by model, by [`Endpoint::index`], parsed once;
+    /// cloning one is a reference-count increment.
+    uris: Vec<Option<Uri>>,
     models_uri: Uri,
-    /// `Bearer <key>`, marked sensitive so that it is never printed.
-    authorization: Option<HeaderValue>,
+    /// The key's header: `Authorization: Bearer <key>` or Anthropic's `x-api-key: <key>`,
+    /// its value marked sensitive so that it is never printed.
+    credential: Option<(HeaderName, HeaderValue)>,
+    /// Anthropic-kind upstreams: the `anthropic-version` sent when the client sends none.
+    anthropic_version: Option<HeaderValue>,
     request_timeout: Duration,
     connect_timeout: Duration,
 }
@@ -113,20 +127,31 @@ impl UpstreamClient {
                 .map_err(|_| BuildError::BaseUrl("it cannot be joined with an endpoint path"))?;
             Uri::try_from(url.as_str()).map_err(|_| BuildError::BaseUrl("it is not a valid URI"))
         };
-        let uris = [
-            join(Endpoint::ChatCompletions.upstream_path())?,
-            join(Endpoint::Completions.upstream_path())?,
-            join(Endpoint::Embeddings.upstream_path())?,
-        ];
+        let uris = Endpoint::ALL
+            .iter()
+            .map(|e| e.upstream_path().map(join).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
         let models_uri = join("models")?;
-        let authorization = match &options.api_key {
+        let credential = match &options.api_key {
             Some(key) => {
-                let mut value = HeaderValue::try_from(format!("Bearer {}", key.expose_secret()))
-                    .map_err(|_| BuildError::ApiKey)?;
+                let (name, text) = match options.kind {
+                    UpstreamKind::OpenAi => {
+                        (AUTHORIZATION, format!("Bearer {}", key.expose_secret()))
+                    }
+                    UpstreamKind::Anthropic => (X_API_KEY, key.expose_secret().to_owned()),
+                };
+                let mut value = HeaderValue::try_from(text).map_err(|_| BuildError::ApiKey)?;
                 value.set_sensitive(true);
-                Some(value)
+                Some((name, value))
             }
             None => None,
+        };
+        let anthropic_version = match options.kind {
+            UpstreamKind::OpenAi => None,
+            UpstreamKind::Anthropic => Some(
+                HeaderValue::try_from(options.anthropic_version.as_str())
+                    .map_err(|_| BuildError::AnthropicVersion)?,
+            ),
         };
         let mut tcp = HttpConnector::new();
         tcp.set_connect_timeout(Some(options.connect_timeout));
@@ -153,9 +178,12 @@ impl UpstreamClient {
             connector,
             pool,
             base_url: base,
+            root,
+            kind: options.kind,
             uris,
             models_uri,
-            authorization,
+            credential,
+            anthropic_version,
             request_timeout: options.request_timeout,
             connect_timeout: options.connect_timeout,
         })
@@ -173,6 +201,10 @@ impl UpstreamClient {
         &self.base_url
     }
 
+    pub fn kind(&self) -> UpstreamKind {
+        self.kind
+    }
+
     pub fn connect_timeout(&self) -> Duration {
         self.connect_timeout
     }
@@ -184,16 +216,51 @@ impl UpstreamClient {
     }
 
     /// Sends one attempt and waits for the response headers, at most until `deadline`.
+    /// `forwarded` are the client's headers this upstream's API reads (Anthropic's
+    /// `anthropic-version` and `anthropic-beta`); empty for OpenAI-kind upstreams.
+    ///
+    /// # Panics
+    /// If `endpoint` is a pass-through (it has no fixed upstream path): the router sends
+    /// those with [`UpstreamClient::send_to`].
     pub async fn send(
         &self,
         endpoint: Endpoint,
         body: Bytes,
+        forwarded: &[(HeaderName, HeaderValue)],
         deadline: Instant,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        let mut request = self.request(Method::POST, &self.uris[endpoint.index()], body);
+        let uri = self.uris[endpoint.index()]
+            .as_ref()
+            .expect("endpoints routed by model have an upstream path");
+        let mut request = self.request(Method::POST, uri, body, forwarded);
         request
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        self.exchange(request, deadline).await
+    }
+
+    /// Sends a request without a body to `path_and_query` below the base URL (a pass-through
+    /// such as `responses/resp_123?include[]=x`), at most until `deadline`.
+    pub async fn send_to(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        deadline: Instant,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let url = self
+            .root
+            .join(path_and_query)
+            .map_err(|e| UpstreamError::Connect(Box::new(e)))?;
+        let uri = Uri::try_from(url.as_str()).map_err(|e| UpstreamError::Connect(Box::new(e)))?;
+        let request = self.request(method, &uri, Bytes::new(), &[]);
+        self.exchange(request, deadline).await
+    }
+
+    async fn exchange(
+        &self,
+        request: Request<Full<Bytes>>,
+        deadline: Instant,
+    ) -> Result<UpstreamResponse, UpstreamError> {
         match timeout_at(deadline, self.http().request(request)).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Err(e)) => Err(UpstreamError::from_send(e)),
@@ -204,7 +271,7 @@ impl UpstreamClient {
     /// Asks the upstream for its model list, to learn whether it is reachable. Any answer
     /// means it is (a 401 or a 503 still proves the server is there).
     pub async fn probe(&self, timeout: Duration) -> Result<(), UpstreamError> {
-        let request = self.request(Method::GET, &self.models_uri, Bytes::new());
+        let request = self.request(Method::GET, &self.models_uri, Bytes::new(), &[]);
         match timeout_at(Instant::now() + timeout, self.http().request(request)).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Err(e)) => Err(UpstreamError::from_send(e)),
@@ -217,15 +284,31 @@ impl UpstreamClient {
         self.http.get_or(|| self.pool.build(self.connector.clone()))
     }
 
-    /// A request to the upstream with the gateway's user agent and the API key.
-    fn request(&self, method: Method, uri: &Uri, body: Bytes) -> Request<Full<Bytes>> {
+    /// A request to the upstream with the gateway's user agent, the API key, and for an
+    /// Anthropic-kind upstream the client's `anthropic-*` headers (the configured version
+    /// when the client sent none).
+    fn request(
+        &self,
+        method: Method,
+        uri: &Uri,
+        body: Bytes,
+        forwarded: &[(HeaderName, HeaderValue)],
+    ) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = method;
         *request.uri_mut() = uri.clone();
         let headers = request.headers_mut();
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
-        if let Some(value) = &self.authorization {
-            headers.insert(AUTHORIZATION, value.clone());
+        if let Some((name, value)) = &self.credential {
+            headers.insert(name.clone(), value.clone());
+        }
+        if let Some(version) = &self.anthropic_version {
+            for (name, value) in forwarded {
+                headers.append(name.clone(), value.clone());
+            }
+            if !headers.contains_key(ANTHROPIC_VERSION) {
+                headers.insert(ANTHROPIC_VERSION, version.clone());
+            }
         }
         request
     }

@@ -13,8 +13,11 @@ pub enum Outcome {
     ClientError,
     /// 429: the upstream's own rate limit.
     RateLimited,
-    /// 5xx.
+    /// 5xx other than 529.
     ServerError,
+    /// 529: the upstream is overloaded for everyone (Anthropic's `overloaded_error`), or it
+    /// said so inside a stream.
+    Overloaded,
     /// No answer (or no complete answer) within the deadline.
     Timeout,
     /// The upstream could not be reached: refused, reset before the headers, DNS, TLS.
@@ -29,11 +32,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Success,
         Outcome::ClientError,
         Outcome::RateLimited,
         Outcome::ServerError,
+        Outcome::Overloaded,
         Outcome::Timeout,
         Outcome::ConnectError,
         Outcome::Malformed,
@@ -47,6 +51,7 @@ impl Outcome {
             Outcome::ClientError => "client_error",
             Outcome::RateLimited => "rate_limited",
             Outcome::ServerError => "server_error",
+            Outcome::Overloaded => "overloaded",
             Outcome::Timeout => "timeout",
             Outcome::ConnectError => "connect_error",
             Outcome::Malformed => "malformed",
@@ -60,6 +65,7 @@ impl Outcome {
         match status {
             200..=399 => Outcome::Success,
             429 => Outcome::RateLimited,
+            529 => Outcome::Overloaded,
             400..=499 => Outcome::ClientError,
             _ => Outcome::ServerError,
         }
@@ -86,6 +92,7 @@ impl Outcome {
         matches!(
             self,
             Outcome::ServerError
+                | Outcome::Overloaded
                 | Outcome::Timeout
                 | Outcome::ConnectError
                 | Outcome::Malformed
@@ -106,6 +113,7 @@ impl Outcome {
             Outcome::ClientError => Some(ErrorType::UpstreamClientError),
             Outcome::RateLimited => Some(ErrorType::UpstreamRateLimited),
             Outcome::ServerError => Some(ErrorType::UpstreamServerError),
+            Outcome::Overloaded => Some(ErrorType::UpstreamOverloaded),
             Outcome::Timeout => Some(ErrorType::UpstreamTimeout),
             Outcome::ConnectError | Outcome::StreamInterrupted => {
                 Some(ErrorType::UpstreamUnavailable)
@@ -132,6 +140,7 @@ mod tests {
             let expected = matches!(
                 o,
                 Outcome::ServerError
+                    | Outcome::Overloaded
                     | Outcome::Timeout
                     | Outcome::ConnectError
                     | Outcome::Malformed
@@ -143,6 +152,8 @@ mod tests {
         assert!(!Outcome::from_status(404).trips_breaker());
         assert!(!Outcome::from_status(429).trips_breaker());
         assert!(Outcome::from_status(503).trips_breaker());
+        assert_eq!(Outcome::from_status(529), Outcome::Overloaded);
+        assert!(Outcome::from_status(529).trips_breaker());
     }
 
     #[test]
@@ -162,6 +173,11 @@ mod tests {
         assert_eq!(
             Outcome::RateLimited.error_type().map(ErrorType::status),
             Some(429)
+        );
+        // An overloaded upstream's 529 reaches the client as a 529, as a 429 stays a 429.
+        assert_eq!(
+            Outcome::Overloaded.error_type().map(ErrorType::status),
+            Some(529)
         );
     }
 }

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use mcp_core::routing::RoutingTable;
+use mcp_core::upstream::{DEFAULT_ANTHROPIC_VERSION, UpstreamKind};
 use mcp_core::{ModelCatalog, ModelSpec};
 use serde::Deserialize;
 use url::Url;
@@ -25,6 +26,8 @@ pub use upstreams::{QueueSettings, Secrets, UpstreamEntry, UpstreamPlan};
 pub const DEFAULT_MOCK_BASE_URL: &str = "http://127.0.0.1:8081/v1";
 /// Where requests go when an API key is set and no upstream is configured.
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+/// The same, for an upstream of the `anthropic` kind.
+pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com/v1";
 /// The prefix of environment overrides: `MCP__SERVER__LISTEN` sets `server.listen`.
 pub const ENV_PREFIX: &str = "MCP";
 
@@ -78,10 +81,17 @@ impl Default for ServerSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamSettings {
-    /// The `upstream` label value. Default: `mock`, `openai` or `primary`, from the base URL.
+    /// The `upstream` label value. Default: `mock`, `openai` (`anthropic`) or `primary`, from
+    /// the base URL.
     pub name: Option<String>,
-    /// The OpenAI-compatible API root. Default: OpenAI when an API key is set, else the mock.
+    /// The API the upstream speaks: `openai` (and compatible servers) or `anthropic`.
+    pub kind: UpstreamKind,
+    /// The API root. Default: OpenAI's (Anthropic's, for the `anthropic` kind) when an API
+    /// key is set, else the mock.
     pub base_url: Option<Url>,
+    /// Anthropic-kind upstreams: the `anthropic-version` header sent when the client sends
+    /// none.
+    pub anthropic_version: String,
     /// The mock upstream's API root, used when neither `base_url` nor an API key is set.
     pub mock_base_url: Url,
     /// The environment variable that holds the upstream API key.
@@ -110,7 +120,9 @@ impl Default for UpstreamSettings {
     fn default() -> Self {
         Self {
             name: None,
+            kind: UpstreamKind::OpenAi,
             base_url: None,
+            anthropic_version: DEFAULT_ANTHROPIC_VERSION.to_owned(),
             mock_base_url: Url::parse(DEFAULT_MOCK_BASE_URL).expect("a valid constant URL"),
             api_key_env: "OPENAI_API_KEY".into(),
             connect_timeout_ms: 5_000,
@@ -142,10 +154,11 @@ impl UpstreamSettings {
 
     /// The base URL and label name actually used, given whether an API key is set.
     pub fn resolve(&self, has_key: bool) -> (Url, String) {
-        let (url, default_name) = match (&self.base_url, has_key) {
-            (Some(url), _) => (url.clone(), "primary"),
-            (None, true) => (upstreams::openai_base_url(), "openai"),
-            (None, false) => (self.mock_base_url.clone(), "mock"),
+        let (url, default_name) = match (&self.base_url, has_key, self.kind) {
+            (Some(url), _, _) => (url.clone(), "primary"),
+            (None, true, UpstreamKind::OpenAi) => (upstreams::openai_base_url(), "openai"),
+            (None, true, UpstreamKind::Anthropic) => (upstreams::anthropic_base_url(), "anthropic"),
+            (None, false, _) => (self.mock_base_url.clone(), "mock"),
         };
         let name = self.name.clone().unwrap_or_else(|| default_name.into());
         (url, name)
@@ -279,6 +292,10 @@ impl Settings {
             }
         }
         self.validate_upstreams()?;
+        upstreams::check_anthropic_version(
+            "upstream.anthropic_version",
+            &self.upstream.anthropic_version,
+        )?;
         if self.upstream.api_key_env.is_empty() {
             return Err(SettingsError::invalid(
                 "upstream.api_key_env",
@@ -298,14 +315,20 @@ impl Settings {
     pub fn routing_table(&self) -> Result<RoutingTable, SettingsError> {
         let catalog = ModelCatalog::new(self.models.clone())
             .map_err(|e| SettingsError::invalid("models", e.to_string()))?;
-        RoutingTable::new(catalog, &self.upstream_names()).map_err(|e| {
+        let kinds: Vec<UpstreamKind> = self
+            .upstream_plans(|_| false)
+            .iter()
+            .map(|p| p.kind)
+            .collect();
+        let table = RoutingTable::new(catalog, &self.upstream_names()).map_err(|e| {
             // Routing errors lead with the key they are about.
             let text = e.to_string();
             match text.split_once(": ") {
                 Some((path, message)) => SettingsError::invalid(path, message),
                 None => SettingsError::invalid("models", text),
             }
-        })
+        })?;
+        Ok(table.with_kinds(&kinds))
     }
 }
 

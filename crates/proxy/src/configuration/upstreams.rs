@@ -12,7 +12,9 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
-use super::{OPENAI_BASE_URL, Settings, SettingsError};
+use mcp_core::upstream::UpstreamKind;
+
+use super::{ANTHROPIC_BASE_URL, OPENAI_BASE_URL, Settings, SettingsError};
 
 /// One entry of the `upstreams` list. Unset fields take the `upstream` section's value.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -20,8 +22,14 @@ use super::{OPENAI_BASE_URL, Settings, SettingsError};
 pub struct UpstreamEntry {
     /// The `upstream` label value; what deployments name.
     pub name: String,
-    /// The OpenAI-compatible API root, e.g. `https://api.openai.com/v1`.
+    /// The API root, e.g. `https://api.openai.com/v1` or `https://api.anthropic.com/v1`.
     pub base_url: Url,
+    /// The API it speaks: `openai` (the default) or `anthropic`.
+    #[serde(default)]
+    pub kind: Option<UpstreamKind>,
+    /// Anthropic-kind upstreams: the `anthropic-version` sent when the client sends none.
+    #[serde(default)]
+    pub anthropic_version: Option<String>,
     /// The environment variable that holds this upstream's API key.
     #[serde(default)]
     pub api_key_env: Option<String>,
@@ -61,6 +69,8 @@ impl Default for QueueSettings {
 pub struct UpstreamPlan {
     pub name: String,
     pub base_url: Url,
+    pub kind: UpstreamKind,
+    pub anthropic_version: String,
     pub api_key_env: String,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
@@ -79,6 +89,8 @@ impl Settings {
             return vec![UpstreamPlan {
                 name,
                 base_url,
+                kind: d.kind,
+                anthropic_version: d.anthropic_version.clone(),
                 api_key_env: d.api_key_env.clone(),
                 connect_timeout: d.connect_timeout(),
                 request_timeout: d.request_timeout(),
@@ -97,6 +109,11 @@ impl Settings {
                 UpstreamPlan {
                     name: e.name.clone(),
                     base_url: e.base_url.clone(),
+                    kind: e.kind.unwrap_or(d.kind),
+                    anthropic_version: e
+                        .anthropic_version
+                        .clone()
+                        .unwrap_or_else(|| d.anthropic_version.clone()),
                     api_key_env: e
                         .api_key_env
                         .clone()
@@ -174,6 +191,9 @@ impl Settings {
                     "must name an environment variable",
                 ));
             }
+            if let Some(version) = &entry.anthropic_version {
+                check_anthropic_version(&path("anthropic_version"), version)?;
+            }
             if entry.queue.is_some_and(|q| q.timeout_ms == 0) {
                 return Err(SettingsError::invalid(
                     &path("queue.timeout_ms"),
@@ -182,6 +202,20 @@ impl Settings {
             }
         }
         Ok(())
+    }
+}
+
+/// A version is sent as a header value: printable ASCII, as Anthropic's dates are.
+pub(super) fn check_anthropic_version(path: &str, version: &str) -> Result<(), SettingsError> {
+    let ok =
+        !version.is_empty() && version.len() <= 64 && version.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        Err(SettingsError::invalid(
+            path,
+            "must be a version such as `2023-06-01` (printable ASCII, no spaces)",
+        ))
     }
 }
 
@@ -279,6 +313,13 @@ impl Settings {
                         .map_err(|e| SettingsError::invalid(&var, e.to_string()))?;
                 }
                 "api_key_env" => entry.api_key_env = Some(value),
+                "kind" => {
+                    let kind = serde_json::Value::String(value.trim().to_owned());
+                    entry.kind = Some(serde_json::from_value(kind).map_err(|_| {
+                        SettingsError::invalid(&var, "must be `openai` or `anthropic`")
+                    })?);
+                }
+                "anthropic_version" => entry.anthropic_version = Some(value),
                 "connect_timeout_ms" => entry.connect_timeout_ms = Some(number(&value)?),
                 "request_timeout_secs" => entry.request_timeout_secs = Some(number(&value)?),
                 "stream_idle_timeout_secs" => {
@@ -335,4 +376,9 @@ impl Secrets {
 /// The default base URL of the single upstream when a key is set.
 pub(super) fn openai_base_url() -> Url {
     Url::parse(OPENAI_BASE_URL).expect("a valid constant URL")
+}
+
+/// The same, for the `anthropic` kind.
+pub(super) fn anthropic_base_url() -> Url {
+    Url::parse(ANTHROPIC_BASE_URL).expect("a valid constant URL")
 }

@@ -11,25 +11,33 @@
 //! request's deadline. Once a stream's head is handed to the client there is no going back:
 //! streams commit on their 2xx headers.
 //!
+//! Only deployments of the endpoint's kind are candidates (an Anthropic model's deployments
+//! never see a chat completion). A Responses request that continues a stored response
+//! (`previous_response_id`) can only be served by the upstream that holds it: it is pinned to
+//! the upstream its `x-mcp-upstream` header names, or else it searches: an upstream that
+//! answers that it does not know the response is left out and the next one is tried at once,
+//! which is neither a failure nor a retry.
+//!
 //! When nothing succeeds the client gets the last upstream error (a 429 passes through with
-//! its `Retry-After`), or, when no deployment could even be tried, a 503 that says why.
+//! its `Retry-After`, a 529 as it is), or, when no deployment could even be tried, a 503 that
+//! says why.
 //! Waits (attempts, slots, backoff) are booked on the exchange as waits, never as the
 //! gateway's own overhead.
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
 use actix_web::http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use bytes::Bytes;
-use mcp_core::openai;
-use mcp_core::resilience::{Capacity, Decision, Failure, Progress, parse_retry_after};
+use mcp_core::resilience::{Capacity, Decision, Failure, Progress};
 use mcp_core::routing::DeploymentId;
-use mcp_core::upstream::{Outcome, UpstreamError, UpstreamId, UpstreamResponse};
+use mcp_core::upstream::{Outcome, UpstreamId, UpstreamKind, UpstreamResponse};
 use mcp_core::{Endpoint, ErrorType, ModelId};
 
+use super::Exchange;
 use super::attempt::Attempt;
-use super::{ErrorChain, Exchange, relayed_headers};
+use super::try_once::try_once;
 use crate::error::ApiError;
 use crate::intake::ProxyRequest;
 use crate::state::AppState;
@@ -57,13 +65,27 @@ pub(super) enum Dispatched {
 }
 
 /// What one attempt came to.
-enum Tried {
+pub(super) enum Tried {
     Answer(Dispatched),
     Failed {
         failure: Failure,
         /// What the client gets if this failure is the last word.
         last: Result<Dispatched, ApiError>,
     },
+    /// The upstream does not hold the `previous_response_id` the request continues.
+    Missed {
+        failure: Failure,
+        answer: Dispatched,
+    },
+}
+
+/// Which deployments may take a request at all, whatever their health.
+struct Eligible<'a> {
+    kind: UpstreamKind,
+    /// The upstream the request is pinned to.
+    pinned: Option<UpstreamId>,
+    /// Upstreams that said they do not hold the response the request continues.
+    missed: &'a [UpstreamId],
 }
 
 pub(super) async fn dispatch(
@@ -86,10 +108,17 @@ pub(super) async fn dispatch(
     let mut last: Option<(Failure, Result<Dispatched, ApiError>)> = None;
     // The deployment of the last attempt, whose failure any further attempt retries.
     let mut previous: Option<DeploymentId> = None;
+    let mut missed: Vec<UpstreamId> = Vec::new();
     'models: for (position, &model) in plan.iter().enumerate() {
         let mut on_model = 0u32;
         loop {
-            let ranked = |d: &mcp_core::routing::Deployment| rank(state, d.id, &tried, &refused);
+            let eligible = Eligible {
+                kind: endpoint.kind(),
+                pinned: request.pinned,
+                missed: &missed,
+            };
+            let ranked =
+                |d: &mcp_core::routing::Deployment| rank(state, d, &eligible, &tried, &refused);
             let Some(deployment) = RNG.with_borrow_mut(|rng| state.routes.pick(model, rng, ranked))
             else {
                 continue 'models;
@@ -157,6 +186,16 @@ pub(super) async fn dispatch(
             let (failure, answer) = match tried_now {
                 Tried::Answer(answer) => return Ok(answer),
                 Tried::Failed { failure, last } => (failure, last),
+                Tried::Missed { failure, answer } => {
+                    // Not this upstream's response: try the next one at once, without the
+                    // retry policy or budget. A real failure seen before stays the answer.
+                    missed.push(upstream_id);
+                    previous = None;
+                    if last.is_none() {
+                        last = Some((failure, Ok(answer)));
+                    }
+                    continue;
+                }
             };
             if failure.outcome == Outcome::RateLimited
                 && let Some(wait) = failure.retry_after
@@ -166,15 +205,18 @@ pub(super) async fn dispatch(
                 breaker.sit_out(clock.now() + wait);
             }
             last = Some((failure, answer));
+            let eligible = Eligible {
+                kind: endpoint.kind(),
+                pinned: request.pinned,
+                missed: &missed,
+            };
             let progress = Progress {
                 attempts: exchange.attempts(),
                 attempts_on_model: on_model,
-                untried_deployment: state
-                    .routes
-                    .route(model)
-                    .deployments
-                    .iter()
-                    .any(|d| rank(state, *d, &tried, &refused).is_some_and(|r| r < 2)),
+                untried_deployment: state.routes.route(model).deployments.iter().any(|d| {
+                    let d = state.routes.deployment(*d);
+                    rank(state, d, &eligible, &tried, &refused).is_some_and(|r| r < 2)
+                }),
             };
             let jitter = RNG.with_borrow_mut(fastrand::Rng::f64);
             match state.retry.decide(&failure, &progress, jitter) {
@@ -204,22 +246,27 @@ pub(super) async fn dispatch(
 }
 
 /// How good a choice a deployment is for the next attempt (lower is better), or `None` when
-/// it cannot take one: its breaker refuses, or it refused already. A deployment on an
-/// upstream this request has tried (and, since it is still looking, seen fail) comes after
-/// the others, whichever model it failed for. A full upstream ranks last rather than not at
-/// all, so that its refusal is counted and answered as saturation.
+/// it cannot take one: it is not eligible (another kind, not the pinned upstream, an upstream
+/// without the continued response), its breaker refuses, or it refused already. A deployment
+/// on an upstream this request has tried (and, since it is still looking, seen fail) comes
+/// after the others, whichever model it failed for. A full upstream ranks last rather than
+/// not at all, so that its refusal is counted and answered as saturation.
 fn rank(
     state: &AppState,
-    deployment: DeploymentId,
+    deployment: &mcp_core::routing::Deployment,
+    eligible: &Eligible<'_>,
     tried: &[UpstreamId],
     refused: &[DeploymentId],
 ) -> Option<u8> {
-    if refused.contains(&deployment)
-        || !state.breakers[deployment.index()].would_admit(state.clock.now())
+    let upstream_id = deployment.upstream;
+    if deployment.kind != eligible.kind
+        || eligible.pinned.is_some_and(|p| p != upstream_id)
+        || eligible.missed.contains(&upstream_id)
+        || refused.contains(&deployment.id)
+        || !state.breakers[deployment.id.index()].would_admit(state.clock.now())
     {
         return None;
     }
-    let upstream_id = state.routes.deployment(deployment).upstream;
     let upstream = state.upstream(upstream_id);
     let capacity = match upstream.limit.capacity() {
         Capacity::Free => 0,
@@ -228,161 +275,6 @@ fn rank(
     };
     let again = if tried.contains(&upstream_id) { 2 } else { 0 };
     Some(capacity + again)
-}
-
-/// One attempt, sent and classified.
-async fn try_once(
-    exchange: &mut Exchange,
-    endpoint: Endpoint,
-    request: &ProxyRequest,
-    body: &Bytes,
-    state: &AppState,
-    mut attempt: Attempt,
-    timeout: Duration,
-) -> Result<Tried, ApiError> {
-    let (upstream_id, model) = (attempt.upstream(), attempt.model());
-    let upstream = state.upstream(upstream_id);
-    let body = upstream_body(state, attempt.deployment(), request, body)?;
-    let deadline = tokio::time::Instant::now() + timeout;
-    let sent = attempt.sent();
-    let failed = |exchange: &mut Exchange, attempt: &mut Attempt, e: UpstreamError| {
-        let outcome = e.outcome();
-        attempt.finish(outcome);
-        exchange.note_attempt(upstream_id, model, outcome);
-        exchange.waited(sent.elapsed());
-        tracing::warn!(
-            upstream = upstream.client.name(),
-            endpoint = endpoint.route(),
-            error = %ErrorChain(&e),
-            "upstream attempt failed"
-        );
-        Tried::Failed {
-            failure: Failure {
-                outcome,
-                status: None,
-                retry_after: None,
-            },
-            last: Err(ApiError::from_upstream(&e)),
-        }
-    };
-    let response = match upstream.client.send(endpoint, body, deadline).await {
-        Ok(response) => response,
-        Err(e) => return Ok(failed(exchange, &mut attempt, e)),
-    };
-    attempt.first_byte();
-    let status = response.status();
-    let outcome = Outcome::from_status(status);
-    if request.stream && outcome == Outcome::Success && response.is_event_stream() {
-        exchange.waited(sent.elapsed());
-        exchange.note_attempt(upstream_id, model, outcome);
-        exchange.answered_by(upstream_id, model, request_id(&response));
-        return Ok(Tried::Answer(Dispatched::Stream { attempt, response }));
-    }
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| parse_retry_after(v.as_bytes(), SystemTime::now()));
-    let headers = relayed_headers(state, upstream_id, &response);
-    let upstream_request_id = request_id(&response);
-    if outcome == Outcome::ServerError {
-        // Replaced by a 502: its body is not needed, and dropping it closes the connection
-        // rather than waiting on a failing upstream.
-        drop(response);
-        attempt.finish(outcome);
-        exchange.note_attempt(upstream_id, model, outcome);
-        exchange.waited(sent.elapsed());
-        return Ok(Tried::Failed {
-            failure: Failure {
-                outcome,
-                status: Some(status),
-                retry_after,
-            },
-            last: Err(ApiError::from_upstream(&UpstreamError::Status(status))),
-        });
-    }
-    let read = response.body(deadline, state.max_response_bytes).await;
-    exchange.waited(sent.elapsed());
-    let body = match read {
-        Ok(body) => body,
-        Err(e) => return Ok(failed(exchange, &mut attempt, e)),
-    };
-    let usage = match outcome {
-        Outcome::Success => match openai::read_usage(&body) {
-            Ok(usage) => usage,
-            Err(_) => {
-                attempt.finish(Outcome::Malformed);
-                exchange.note_attempt(upstream_id, model, Outcome::Malformed);
-                return Ok(Tried::Failed {
-                    failure: Failure {
-                        outcome: Outcome::Malformed,
-                        status: None,
-                        retry_after: None,
-                    },
-                    last: Err(ApiError::new(
-                        ErrorType::UpstreamMalformed,
-                        "The upstream's answer was not valid JSON.",
-                    )),
-                });
-            }
-        },
-        _ => None,
-    };
-    attempt.finish(outcome);
-    exchange.note_attempt(upstream_id, model, outcome);
-    let answer = Dispatched::Complete {
-        status,
-        headers,
-        body,
-        relayed_error: outcome.error_type(),
-    };
-    // A 2xx is the answer; the upstream's own 4xx is, if it turns out to be the last word.
-    exchange.answered_by(upstream_id, model, upstream_request_id);
-    if outcome == Outcome::Success {
-        if let Some(usage) = usage {
-            exchange.set_usage(usage);
-        }
-        return Ok(Tried::Answer(answer));
-    }
-    Ok(Tried::Failed {
-        failure: Failure {
-            outcome,
-            status: Some(status),
-            retry_after,
-        },
-        last: Ok(answer),
-    })
-}
-
-/// The body for this attempt's upstream: the client's, with `model` replaced when the
-/// deployment knows the model by another name.
-fn upstream_body(
-    state: &AppState,
-    deployment: DeploymentId,
-    request: &ProxyRequest,
-    body: &Bytes,
-) -> Result<Bytes, ApiError> {
-    match &state.routes.deployment(deployment).upstream_model {
-        Some(name) if **name != *request.requested_model => {
-            match openai::replace_model(body, name) {
-                Ok(Some(body)) => Ok(body),
-                // Intake read a `model` from this very body; neither can happen.
-                Ok(None) | Err(_) => Err(ApiError::new(
-                    ErrorType::Internal,
-                    "The request could not be prepared for the upstream.",
-                )),
-            }
-        }
-        _ => Ok(body.clone()),
-    }
-}
-
-/// The upstream's own request id (visible ASCII only), which its support asks for.
-fn request_id(response: &UpstreamResponse) -> Option<Box<str>> {
-    response
-        .headers()
-        .get("x-request-id")
-        .and_then(|id| id.to_str().ok())
-        .map(Box::from)
 }
 
 /// The 503 for a request no deployment of any model in its plan would take.

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcp_core::metrics::DisconnectPhase;
-use mcp_core::openai::Usage;
 use mcp_core::upstream::{Outcome, UpstreamId};
+use mcp_core::usage::Usage;
 use mcp_core::{Endpoint, ErrorType, ModelId};
 
 use crate::error::ApiError;
@@ -97,6 +97,12 @@ impl Exchange {
         self.model = Some(request.model);
         self.requested_model = intake::truncate(&request.requested_model, intake::MAX_ECHOED_MODEL);
         self.stream = request.stream;
+    }
+
+    /// A retrieval of a stored response: no model to route by, counted as `model`.
+    pub fn accept_retrieval(&mut self, model: ModelId) {
+        self.model = Some(model);
+        self.requested_model = "-".to_owned();
     }
 
     /// Routing begins.
@@ -216,15 +222,23 @@ impl Exchange {
             return None;
         };
         let metrics = &self.state.metrics;
+        if !self.endpoint.counts_usage() {
+            return None;
+        }
+        // A stream that ended without its output count (no usage chunk, no terminal event, no
+        // `message_delta`): count what was relayed, one token per content chunk (what the
+        // servers send), beside whatever input the stream did report.
+        let estimated_output = (self.content_chunks > 0).then_some(self.content_chunks);
         let usage = match self.usage {
+            Some(mut usage) if self.stream && usage.output.is_none() => {
+                usage.output = estimated_output;
+                Some(usage)
+            }
             Some(usage) => Some(usage),
-            // A stream that ended without its usage chunk: count what was relayed, one token
-            // per content chunk (what OpenAI-compatible servers send), and no prompt tokens.
-            None if self.content_chunks > 0 => Some(Usage {
-                prompt_tokens: None,
-                completion_tokens: Some(self.content_chunks),
+            None => estimated_output.map(|output| Usage {
+                output: Some(output),
+                ..Usage::default()
             }),
-            None => None,
         };
         if let Some(usage) = &usage {
             let pricing = self.state.routes.catalog().pricing(model);

@@ -7,20 +7,23 @@
 
 mod attempt;
 mod dispatch;
+mod events;
 mod exchange;
+mod retrieve;
 mod stream;
+mod try_once;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
-use mcp_core::Endpoint;
-use mcp_core::ErrorType;
 use mcp_core::metrics::RateLimitKind;
-use mcp_core::upstream::{UpstreamId, UpstreamResponse};
+use mcp_core::upstream::{UpstreamId, UpstreamKind, UpstreamResponse};
+use mcp_core::{Endpoint, ErrorType, Protocol};
 
 pub use exchange::Exchange;
+pub use retrieve::retrieve;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorShape};
 use crate::intake;
 use crate::state::AppState;
 use dispatch::Dispatched;
@@ -52,9 +55,12 @@ pub async fn forward(
             attempt,
             response,
             strip_usage,
-        }) => Ok(stream::respond(exchange, attempt, response, strip_usage)),
+        }) => {
+            let wire = events::Wire::new(endpoint.protocol(), strip_usage);
+            Ok(stream::respond(exchange, attempt, response, wire))
+        }
         Err(error) => {
-            let error = served_headers(&exchange, error);
+            let error = served_headers(&exchange, error).in_shape(ErrorShape::of(endpoint));
             exchange.fail(&error);
             Err(error)
         }
@@ -68,7 +74,7 @@ enum Answer {
     Stream {
         attempt: attempt::Attempt,
         response: UpstreamResponse,
-        /// The gateway asked for the usage chunk; the client did not.
+        /// The gateway asked for OpenAI's usage chunk; the client did not.
         strip_usage: bool,
     },
 }
@@ -82,7 +88,9 @@ async fn proxy(
 ) -> Result<Answer, ApiError> {
     let request = intake::read(endpoint, req, payload, state).await?;
     exchange.accept(&request);
-    let strip_usage = request.stream && !request.client_wants_usage;
+    // Only OpenAI's chunk streams need asking for usage; the other APIs always report it.
+    let strip_usage =
+        request.stream && !request.client_wants_usage && endpoint.protocol() == Protocol::OpenAi;
     let body = if strip_usage {
         stream::ask_for_usage(request.body.clone(), request.has_stream_options)?
     } else {
@@ -122,7 +130,7 @@ async fn proxy(
 }
 
 /// Which upstream and model served the answer, and in how many attempts.
-fn insert_served_headers(exchange: &Exchange, builder: &mut HttpResponseBuilder) {
+pub(crate) fn insert_served_headers(exchange: &Exchange, builder: &mut HttpResponseBuilder) {
     if let Some((upstream, model)) = exchange.served() {
         let state = exchange.state();
         if let Ok(name) = HeaderValue::from_str(state.upstream(upstream).client.name()) {
@@ -147,8 +155,9 @@ fn served_headers(exchange: &Exchange, error: ApiError) -> ApiError {
 }
 
 /// Upstream headers a client may rely on; everything else (connection management, server
-/// identity, cookies) stays between the gateway and the upstream.
-const RELAYED_HEADERS: [&str; 10] = [
+/// identity, cookies) stays between the gateway and the upstream. One list per kind of
+/// upstream, so that an OpenAI answer is checked against OpenAI's headers only.
+const RELAYED_OPENAI_HEADERS: &[&str] = &[
     "content-type",
     "retry-after",
     "x-request-id",
@@ -160,6 +169,25 @@ const RELAYED_HEADERS: [&str; 10] = [
     "x-ratelimit-reset-requests",
     "x-ratelimit-reset-tokens",
 ];
+const RELAYED_ANTHROPIC_HEADERS: &[&str] = &[
+    "content-type",
+    "retry-after",
+    "request-id",
+    // Anthropic's SDKs retry, or not, as the API says.
+    "x-should-retry",
+    "anthropic-ratelimit-requests-limit",
+    "anthropic-ratelimit-requests-remaining",
+    "anthropic-ratelimit-requests-reset",
+    "anthropic-ratelimit-tokens-limit",
+    "anthropic-ratelimit-tokens-remaining",
+    "anthropic-ratelimit-tokens-reset",
+    "anthropic-ratelimit-input-tokens-limit",
+    "anthropic-ratelimit-input-tokens-remaining",
+    "anthropic-ratelimit-input-tokens-reset",
+    "anthropic-ratelimit-output-tokens-limit",
+    "anthropic-ratelimit-output-tokens-remaining",
+    "anthropic-ratelimit-output-tokens-reset",
+];
 
 /// The headers to relay from an upstream answer, in one pass over them; on the way, the
 /// rate-limit headroom the upstream reports is recorded in its gauge.
@@ -168,15 +196,23 @@ pub(crate) fn relayed_headers(
     upstream: UpstreamId,
     response: &UpstreamResponse,
 ) -> Vec<(HeaderName, HeaderValue)> {
-    let mut relayed = Vec::with_capacity(RELAYED_HEADERS.len());
+    let known_headers = match state.upstream(upstream).client.kind() {
+        UpstreamKind::OpenAi => RELAYED_OPENAI_HEADERS,
+        UpstreamKind::Anthropic => RELAYED_ANTHROPIC_HEADERS,
+    };
+    let mut relayed = Vec::with_capacity(known_headers.len());
     for (name, value) in response.headers() {
         let name = name.as_str();
-        let Some(known) = RELAYED_HEADERS.iter().find(|known| **known == name) else {
+        let Some(known) = known_headers.iter().find(|known| **known == name) else {
             continue;
         };
         let kind = match name {
-            "x-ratelimit-remaining-requests" => Some(RateLimitKind::Requests),
-            "x-ratelimit-remaining-tokens" => Some(RateLimitKind::Tokens),
+            "x-ratelimit-remaining-requests" | "anthropic-ratelimit-requests-remaining" => {
+                Some(RateLimitKind::Requests)
+            }
+            "x-ratelimit-remaining-tokens" | "anthropic-ratelimit-tokens-remaining" => {
+                Some(RateLimitKind::Tokens)
+            }
             _ => None,
         };
         let remaining = value

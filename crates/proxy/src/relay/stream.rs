@@ -2,14 +2,16 @@
 //!
 //! Each upstream chunk is split into complete events ([`EventSplitter`]); complete events are
 //! handed to the client at once and unchanged, as slices of the chunk that brought them. The
-//! relay reads each event's `data` only to account for it: content chunks give time to first
-//! token and inter-token latency, the usage chunk gives the tokens. When the gateway asked for
-//! that usage chunk itself, it is removed from what the client receives.
+//! relay reads each event's `data` only to account for it, as its wire format says
+//! ([`Wire`]): content gives time to first token and inter-token latency, usage gives the
+//! tokens. When the gateway asked for OpenAI's usage chunk itself, it is removed from what the
+//! client receives.
 //!
-//! A stream that breaks (reset, malformed event, upstream error event, nothing for the idle
-//! timeout) ends with an OpenAI-style error event, so the client sees a clean end rather than
-//! a hang. Dropping the relay (the client left) drops the upstream response with it, which
-//! closes the upstream connection at once.
+//! A stream that breaks (reset, malformed event, nothing for the idle timeout, a body that
+//! ends before the API's last event) ends with an error event in the API's own shape, so the
+//! client sees a clean end rather than a hang. An error the upstream reports in its own
+//! event is relayed as it is. Dropping the relay (the client left) drops the upstream
+//! response with it, which closes the upstream connection at once.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -21,11 +23,11 @@ use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use mcp_core::ErrorType;
-use mcp_core::openai::{self, ErrorBody};
-use mcp_core::sse::{self, DONE, EventSplitter};
+use mcp_core::sse::{self, EventSplitter};
 use mcp_core::upstream::{Outcome, UpstreamError, UpstreamResponse};
 
 use super::attempt::Attempt;
+use super::events::{End, Wire};
 use super::{ErrorChain, Exchange, insert_served_headers, relayed_headers};
 use crate::error::ApiError;
 
@@ -72,7 +74,7 @@ pub(super) fn respond(
     mut exchange: Exchange,
     attempt: Attempt,
     upstream: UpstreamResponse,
-    strip_usage: bool,
+    wire: Wire,
 ) -> HttpResponse {
     let began = Instant::now();
     exchange.respond(200);
@@ -101,7 +103,7 @@ pub(super) fn respond(
         splitter: EventSplitter::new(),
         attempt,
         exchange,
-        strip_usage,
+        wire,
         finished: false,
     })
 }
@@ -121,7 +123,7 @@ struct SseRelay {
     /// all, takes it out of the in-flight gauge.
     attempt: Attempt,
     exchange: Exchange,
-    strip_usage: bool,
+    wire: Wire,
     finished: bool,
 }
 
@@ -173,11 +175,16 @@ impl Stream for SseRelay {
                     return Poll::Ready(Some(Ok(this.cut_short(Bytes::new(), Break::Reset(e)))));
                 }
                 Poll::Ready(None) => {
-                    if this.splitter.pending().iter().all(u8::is_ascii_whitespace) {
-                        this.finish_ok();
-                        return Poll::Ready(None);
+                    let whole = this.splitter.pending().iter().all(u8::is_ascii_whitespace);
+                    match this.wire.end() {
+                        End::Complete if whole => this.finish_ok(),
+                        End::UpstreamError(outcome) if whole => this.finish_failed(outcome),
+                        _ => {
+                            let cut = this.cut_short(Bytes::new(), Break::Truncated);
+                            return Poll::Ready(Some(Ok(cut)));
+                        }
                     }
-                    return Poll::Ready(Some(Ok(this.cut_short(Bytes::new(), Break::Truncated))));
+                    return Poll::Ready(None);
                 }
             }
         }
@@ -197,13 +204,12 @@ impl SseRelay {
             offset += event.len();
             let keep = match sse::data(&event) {
                 None => true,
-                Some(data) if data.as_ref() == DONE => true,
-                Some(data) => match openai::summarize_chunk(&data) {
-                    Ok(summary) => {
-                        if let Some(usage) = summary.usage {
+                Some(data) => match self.wire.read(&data) {
+                    Ok(seen) => {
+                        if let Some(usage) = seen.usage {
                             self.exchange.set_usage(usage);
                         }
-                        if summary.is_error {
+                        if seen.stop_with_error {
                             let before = match kept.take() {
                                 Some(mut buf) => {
                                     buf.extend_from_slice(&event);
@@ -213,8 +219,8 @@ impl SseRelay {
                             };
                             return Some(self.cut_short(before, Break::UpstreamErrorEvent));
                         }
-                        content |= summary.has_content;
-                        !(self.strip_usage && summary.no_choices && summary.usage.is_some())
+                        content |= seen.content;
+                        seen.keep
                     }
                     Err(_) => {
                         let before = match kept.take() {
@@ -246,6 +252,23 @@ impl SseRelay {
         self.exchange.complete();
     }
 
+    /// The stream ended after the upstream reported a failure in its own event (Responses'
+    /// `response.failed`, Anthropic's `error`): the client has that event; the attempt and
+    /// the request are counted as broken.
+    fn finish_failed(&mut self, outcome: Outcome) {
+        self.finished = true;
+        let upstream = self.exchange.state().upstream(self.attempt.upstream());
+        tracing::warn!(
+            upstream = upstream.client.name(),
+            outcome = outcome.as_str(),
+            "the upstream reported an error mid-stream"
+        );
+        self.attempt.finish(outcome);
+        self.exchange.amend_last_attempt(outcome);
+        self.exchange.interrupted();
+        self.exchange.complete();
+    }
+
     /// Ends the stream after `before` with an error event the client can read.
     fn cut_short(&mut self, before: Bytes, why: Break) -> Bytes {
         self.finished = true;
@@ -270,7 +293,7 @@ impl SseRelay {
                 Outcome::StreamInterrupted,
             ),
             Break::Truncated => (
-                "The upstream ended the stream in the middle of an event.".to_owned(),
+                "The upstream ended the stream before its last event.".to_owned(),
                 Outcome::StreamInterrupted,
             ),
             Break::EventTooLarge(limit) => (
@@ -302,13 +325,10 @@ impl SseRelay {
             // The upstream's own error event already tells the client what happened.
             return before;
         }
-        let kind = ErrorType::StreamInterrupted;
-        let event = ErrorBody::new(&message, kind.openai_type(), None, kind.as_str()).to_json();
-        let mut out = BytesMut::with_capacity(before.len() + event.len() + 8);
+        let event = self.wire.error_event(&message);
+        let mut out = BytesMut::with_capacity(before.len() + event.len());
         out.extend_from_slice(&before);
-        out.extend_from_slice(b"data: ");
         out.extend_from_slice(event.as_bytes());
-        out.extend_from_slice(b"\n\n");
         out.freeze()
     }
 }

@@ -1,5 +1,6 @@
-//! The routes the gateway serves. Each proxied endpoint is a resource with one method; any
-//! other method gets 405 and any other path 404, both in OpenAI's shape.
+//! The routes the gateway serves. Each proxied endpoint is a resource with its methods; any
+//! other method gets 405 and any other path 404, in OpenAI's shape (Anthropic's under
+//! `/v1/messages`).
 
 mod health;
 mod models;
@@ -7,7 +8,7 @@ mod models;
 use actix_web::{HttpRequest, HttpResponse, web};
 use mcp_core::{Endpoint, ErrorType};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorShape};
 use crate::relay;
 use crate::state::AppState;
 
@@ -30,6 +31,32 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource(Endpoint::Embeddings.route())
             .route(web::post().to(embeddings))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource(Endpoint::Responses.route())
+            .route(web::post().to(responses))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource(Endpoint::ResponseById.route())
+            .route(web::get().to(response_by_id))
+            .route(web::delete().to(response_by_id))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource(Endpoint::ResponseInputItems.route())
+            .route(web::get().to(response_input_items))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource(Endpoint::Messages.route())
+            .route(web::post().to(messages))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource(Endpoint::MessagesCountTokens.route())
+            .route(web::post().to(messages_count_tokens))
             .default_service(web::to(method_not_allowed)),
     )
     .service(
@@ -80,6 +107,44 @@ async fn embeddings(
     relay::forward(Endpoint::Embeddings, req, payload, state).await
 }
 
+async fn responses(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    relay::forward(Endpoint::Responses, req, payload, state).await
+}
+
+async fn response_by_id(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    relay::retrieve(Endpoint::ResponseById, req, state).await
+}
+
+async fn response_input_items(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    relay::retrieve(Endpoint::ResponseInputItems, req, state).await
+}
+
+async fn messages(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    relay::forward(Endpoint::Messages, req, payload, state).await
+}
+
+async fn messages_count_tokens(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    relay::forward(Endpoint::MessagesCountTokens, req, payload, state).await
+}
+
 /// Paths in messages are cut short: they come from the client.
 fn shown_path(req: &HttpRequest) -> String {
     req.path().chars().take(100).collect()
@@ -93,12 +158,14 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
             req.method(),
             shown_path(&req)
         ),
-    ))
+    )
+    .in_shape(ErrorShape::of_path(req.path())))
 }
 
 async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(
         ErrorType::MethodNotAllowed,
         format!("{} is not allowed on {}.", req.method(), shown_path(&req)),
-    ))
+    )
+    .in_shape(ErrorShape::of_path(req.path())))
 }

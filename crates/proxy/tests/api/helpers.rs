@@ -18,10 +18,7 @@ pub const CHAT_MODEL: &str = "gpt-4o-mini";
 pub const COMPLETION_MODEL: &str = "gpt-3.5-turbo-instruct";
 pub const EMBEDDING_MODEL: &str = "text-embedding-3-small";
 /// The price table the tests configure for [`CHAT_MODEL`].
-pub const CHAT_PRICING: Pricing = Pricing {
-    prompt_usd_per_million: 0.15,
-    completion_usd_per_million: 0.6,
-};
+pub const CHAT_PRICING: Pricing = Pricing::new(0.15, 0.6);
 
 /// A running gateway in front of running mock upstreams.
 pub struct TestApp {
@@ -128,6 +125,8 @@ pub async fn spawn(mut options: Spawn) -> TestApp {
             .map(|(name, url)| UpstreamEntry {
                 name: (*name).to_owned(),
                 base_url: url.parse().unwrap(),
+                kind: None,
+                anthropic_version: None,
                 api_key_env: None,
                 connect_timeout_ms: None,
                 request_timeout_secs: None,

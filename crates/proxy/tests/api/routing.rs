@@ -654,6 +654,7 @@ async fn every_new_family_is_exported_with_its_configured_series() {
             [
                 "connect_error",
                 "malformed",
+                "overloaded",
                 "rate_limited",
                 "server_error",
                 "stream_interrupted",
@@ -679,4 +680,19 @@ async fn every_new_family_is_exported_with_its_configured_series() {
         Some(0.0)
     );
     assert_eq!(m.label_values("mcp_server_fallbacks_total", "from"), ["a"]);
+    // The token details of each deployment exist at zero from the start, so that the
+    // cache-hit and reasoning ratios have data before the first cached token.
+    for (model, upstream) in [("a", "primary"), ("b", "secondary")] {
+        assert_eq!(
+            m.label_values("mcp_server_token_usage_details_total", "type"),
+            ["cache_read", "cache_write", "reasoning"]
+        );
+        assert_eq!(
+            m.sum(
+                "mcp_server_token_usage_details_total",
+                &[("model", model), ("upstream", upstream)]
+            ),
+            Some(0.0)
+        );
+    }
 }
