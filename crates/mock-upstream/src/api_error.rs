@@ -1,5 +1,7 @@
-//! Errors in OpenAI's shape, `{"error":{"message","type","param","code"}}`: the mock's own
-//! rejections (bad request, bad key, unknown path) and the injected `error_rate` faults.
+//! Errors in OpenAI's shape, `{"error":{"message","type","param","code"}}`, or on the Messages
+//! endpoints in Anthropic's, `{"type":"error","error":{"type","message"}}`: the mock's own
+//! rejections (bad request, bad key, unknown path) and the injected `error_rate` faults (a 529
+//! is Anthropic's `overloaded_error`).
 
 use std::time::SystemTime;
 
@@ -24,6 +26,8 @@ pub(crate) struct ApiError {
     code: Option<&'static str>,
     /// Injected errors only, per the profile's `Retry-After` knobs.
     retry_after: Option<RetryAfter>,
+    /// Rendered in Anthropic's shape.
+    anthropic: bool,
 }
 
 impl ApiError {
@@ -35,7 +39,37 @@ impl ApiError {
             param: None,
             code: None,
             retry_after: None,
+            anthropic: false,
         }
+    }
+
+    /// The same error, in Anthropic's shape (and with Anthropic's words for a bad key).
+    pub(crate) fn anthropic(mut self) -> Self {
+        if self.code == Some("invalid_api_key") {
+            self.message = "invalid x-api-key".to_owned();
+        }
+        self.anthropic = true;
+        self
+    }
+
+    /// A continuation of a response this instance does not hold, as OpenAI refuses it.
+    pub(crate) fn previous_response_not_found(id: &str) -> Self {
+        Self {
+            code: Some("previous_response_not_found"),
+            ..Self::invalid_request(
+                format!("Previous response with id '{id}' not found."),
+                Some("previous_response_id"),
+            )
+        }
+    }
+
+    /// A stored response this instance does not hold.
+    pub(crate) fn response_not_found(id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("Response with id '{id}' not found."),
+        )
     }
 
     /// A 400 `invalid_request_error`, naming the parameter at fault when there is one.
@@ -120,6 +154,7 @@ impl ApiError {
                 None,
                 "The engine is currently overloaded, please try again later.",
             ),
+            529 => ("overloaded_error", None, "Overloaded"),
             400..=499 => ("invalid_request_error", None, "The request was rejected."),
             _ => ("server_error", None, "The upstream failed to answer."),
         };
@@ -135,7 +170,28 @@ impl ApiError {
         self.status
     }
 
+    /// Anthropic's error type for the status.
+    fn anthropic_type(&self) -> &'static str {
+        match self.status.as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            529 => "overloaded_error",
+            400..=499 => "invalid_request_error",
+            _ => "api_error",
+        }
+    }
+
     fn body(&self) -> Bytes {
+        if self.anthropic {
+            let body = json!({
+                "type": "error",
+                "error": {"type": self.anthropic_type(), "message": self.message},
+            });
+            return Bytes::from(body.to_string());
+        }
         if self.status == StatusCode::INTERNAL_SERVER_ERROR && self.kind == "server_error" {
             // The fixture is the canonical upstream 500.
             return Bytes::from_static(fixtures::ERROR.as_bytes());
@@ -189,6 +245,14 @@ mod tests {
         let body = body_of(&ApiError::injected(429, None));
         assert_eq!(body["error"]["code"], "rate_limit_exceeded");
         assert_eq!(body["error"]["type"], "requests");
+    }
+
+    #[test]
+    fn an_injected_529_in_anthropics_shape_says_overloaded() {
+        let body = body_of(&ApiError::injected(529, None).anthropic());
+        assert_eq!(body["type"], "error");
+        assert_eq!(body["error"]["type"], "overloaded_error");
+        assert_eq!(body["error"]["message"], "Overloaded");
     }
 
     #[test]

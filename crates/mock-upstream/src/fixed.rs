@@ -34,6 +34,11 @@ pub(crate) struct FixedReplies {
     pub(crate) embedding: FixedBody,
     pub(crate) chat_stream: FixedStream,
     pub(crate) completion_stream: FixedStream,
+    pub(crate) responses: FixedBody,
+    pub(crate) responses_stream: FixedStream,
+    pub(crate) messages: FixedBody,
+    pub(crate) messages_stream: FixedStream,
+    pub(crate) count_tokens: FixedBody,
 }
 
 impl FixedReplies {
@@ -44,6 +49,11 @@ impl FixedReplies {
             embedding: body(fixtures::EMBEDDING),
             chat_stream: stream(fixtures::CHAT_COMPLETION_STREAM),
             completion_stream: stream(fixtures::COMPLETION_STREAM),
+            responses: body(fixtures::RESPONSES),
+            responses_stream: stream(fixtures::RESPONSES_STREAM),
+            messages: body(fixtures::MESSAGES),
+            messages_stream: stream(fixtures::MESSAGES_STREAM),
+            count_tokens: body(fixtures::COUNT_TOKENS),
         }
     }
 
@@ -76,9 +86,9 @@ fn stream(fixture: &'static str) -> FixedStream {
     let events = sse::parse_events(fixture);
     let tokens = fixture
         .split("\n\n")
-        .filter_map(|event| event.trim().strip_prefix("data: "))
+        .filter_map(|event| event.lines().find_map(|line| line.strip_prefix("data: ")))
         .filter_map(|data| serde_json::from_str::<Value>(data).ok())
-        .find_map(|chunk| total_tokens(&chunk))
+        .find_map(|chunk| total_tokens(&chunk).or_else(|| total_tokens(&chunk["response"])))
         .unwrap_or(0);
     let mut corrupt = events.clone();
     sse::insert_corrupt_event(&mut corrupt);
@@ -90,7 +100,25 @@ fn stream(fixture: &'static str) -> FixedStream {
 }
 
 fn total_tokens(body: &Value) -> Option<u64> {
-    body.get("usage")?.get("total_tokens")?.as_u64()
+    let usage = body.get("usage")?;
+    usage
+        .get("total_tokens")
+        .and_then(Value::as_u64)
+        .or_else(|| {
+            // Anthropic reports no total: its parts, cache included.
+            let part = |key: &str| usage.get(key).and_then(Value::as_u64);
+            let parts = [
+                "input_tokens",
+                "cache_read_input_tokens",
+                "cache_creation_input_tokens",
+                "output_tokens",
+            ];
+            parts
+                .iter()
+                .map(|k| part(k))
+                .sum::<Option<u64>>()
+                .or(part("output_tokens"))
+        })
 }
 
 #[cfg(test)]
@@ -105,6 +133,9 @@ mod tests {
         assert_eq!(replies.embedding.tokens, 10);
         assert_eq!(replies.chat_stream.tokens, 22);
         assert_eq!(replies.completion_stream.tokens, 13);
+        assert_eq!(replies.responses.tokens, 2306);
+        assert_eq!(replies.responses_stream.tokens, 2106);
+        assert_eq!(replies.messages.tokens, 2111);
         assert_eq!(
             replies.chat_stream.corrupt.len(),
             replies.chat_stream.events.len() + 1

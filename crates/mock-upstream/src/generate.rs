@@ -66,6 +66,8 @@ pub(crate) struct Generation {
     words: Vec<&'static str>,
     finish_reason: &'static str,
     prompt_tokens: u64,
+    /// Of `prompt_tokens`, those read from the prompt cache.
+    pub(crate) cached_tokens: u64,
 }
 
 impl Generation {
@@ -76,10 +78,7 @@ impl Generation {
         max_tokens: Option<u64>,
         rng: &mut fastrand::Rng,
     ) -> Self {
-        let (length, finish_reason) = usage::completion_length(max_tokens, rng);
-        let words = (0..length)
-            .map(|_| VOCABULARY[rng.usize(..VOCABULARY.len())])
-            .collect();
+        let (words, finish_reason) = draw_words(max_tokens, rng);
         let prefix = match kind {
             TextKind::Chat => "chatcmpl-",
             TextKind::Completion => "cmpl-",
@@ -92,6 +91,7 @@ impl Generation {
             words,
             finish_reason,
             prompt_tokens,
+            cached_tokens: 0,
         }
     }
 
@@ -100,7 +100,11 @@ impl Generation {
     }
 
     fn usage(&self) -> Value {
-        usage_json(self.prompt_tokens, self.words.len() as u64)
+        usage_json(
+            self.prompt_tokens,
+            self.cached_tokens,
+            self.words.len() as u64,
+        )
     }
 
     /// The non-streaming body.
@@ -224,13 +228,26 @@ impl Generation {
     }
 }
 
+/// The words of an answer and its finish reason (`stop`, or `length` at the cap): one word
+/// per completion token.
+pub(crate) fn draw_words(
+    max_tokens: Option<u64>,
+    rng: &mut fastrand::Rng,
+) -> (Vec<&'static str>, &'static str) {
+    let (length, finish_reason) = usage::completion_length(max_tokens, rng);
+    let words = (0..length)
+        .map(|_| VOCABULARY[rng.usize(..VOCABULARY.len())])
+        .collect();
+    (words, finish_reason)
+}
+
 /// OpenAI's usage object, with the detail objects newer models report.
-fn usage_json(prompt_tokens: u64, completion_tokens: u64) -> Value {
+fn usage_json(prompt_tokens: u64, cached_tokens: u64, completion_tokens: u64) -> Value {
     json!({
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": cached_tokens, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
             "audio_tokens": 0,
@@ -240,14 +257,14 @@ fn usage_json(prompt_tokens: u64, completion_tokens: u64) -> Value {
     })
 }
 
-fn random_id(prefix: &str, rng: &mut fastrand::Rng) -> String {
+pub(crate) fn random_id(prefix: &str, rng: &mut fastrand::Rng) -> String {
     let mut id = String::with_capacity(prefix.len() + 29);
     id.push_str(prefix);
     (0..29).for_each(|_| id.push(rng.alphanumeric()));
     id
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs())

@@ -1,4 +1,6 @@
-//! An OpenAI-compatible upstream simulator with latency and fault knobs.
+//! An OpenAI- and Anthropic-compatible upstream simulator with latency and fault knobs: chat
+//! completions, completions, embeddings, the Responses API (with a store of responses) and
+//! Anthropic's Messages API, with prompt-cache and reasoning tokens in their usage.
 //!
 //! The gateway's integration tests and benchmarks run it in-process:
 //!
@@ -36,8 +38,12 @@ mod fixed;
 pub mod fixtures;
 mod generate;
 pub mod healthcheck;
+mod messages;
+mod prompt_cache;
 mod ratelimit;
 mod request;
+mod response_store;
+mod responses;
 mod retry_after;
 mod routes;
 mod sse;

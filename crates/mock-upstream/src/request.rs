@@ -26,6 +26,9 @@ pub(crate) struct TextRequest {
     pub(crate) include_usage: bool,
     pub(crate) max_tokens: Option<u64>,
     pub(crate) prompt_tokens: u64,
+    /// Chat: every message but the last, the part a prompt cache can hold: its estimate and
+    /// its text.
+    pub(crate) prefix: Option<(u64, String)>,
 }
 
 /// An embeddings request, as far as the answer depends on it.
@@ -58,12 +61,18 @@ pub(crate) fn parse_text(kind: TextKind, body: &[u8]) -> Result<TextRequest, Api
         Some(cap) => Some(cap),
         None => optional_count(&object, "max_tokens", MAX_COMPLETION_TOKENS)?,
     };
+    let mut prefix = None;
     let prompt_tokens = match kind {
         TextKind::Chat => match object.get("messages") {
             None | Some(Value::Null) => return Err(ApiError::missing_param("messages")),
             Some(Value::Array(messages))
                 if !messages.is_empty() && messages.iter().all(Value::is_object) =>
             {
+                let earlier = &messages[..messages.len() - 1];
+                prefix = Some((
+                    usage::chat_prompt_tokens(earlier).saturating_sub(3),
+                    Value::Array(earlier.to_vec()).to_string(),
+                ));
                 usage::chat_prompt_tokens(messages)
             }
             Some(_) => {
@@ -81,6 +90,7 @@ pub(crate) fn parse_text(kind: TextKind, body: &[u8]) -> Result<TextRequest, Api
         include_usage,
         max_tokens,
         prompt_tokens,
+        prefix,
     })
 }
 
@@ -133,7 +143,7 @@ pub(crate) fn probe_stream(body: &[u8]) -> Result<bool, ApiError> {
     }
 }
 
-fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(object)) => Ok(object),
         Ok(_) => Err(not_an_object()),
@@ -145,11 +155,11 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-fn not_an_object() -> ApiError {
+pub(crate) fn not_an_object() -> ApiError {
     ApiError::invalid_request("Invalid type for request body: expected an object.", None)
 }
 
-fn model(object: &Map<String, Value>) -> Result<String, ApiError> {
+pub(crate) fn model(object: &Map<String, Value>) -> Result<String, ApiError> {
     match object.get("model") {
         None | Some(Value::Null) => Err(ApiError::missing_param("model")),
         Some(Value::String(model)) if model.is_empty() => Err(ApiError::missing_param("model")),
@@ -158,7 +168,10 @@ fn model(object: &Map<String, Value>) -> Result<String, ApiError> {
     }
 }
 
-fn optional_bool(object: &Map<String, Value>, name: &str) -> Result<Option<bool>, ApiError> {
+pub(crate) fn optional_bool(
+    object: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<bool>, ApiError> {
     match object.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(value)) => Ok(Some(*value)),
@@ -167,7 +180,7 @@ fn optional_bool(object: &Map<String, Value>, name: &str) -> Result<Option<bool>
 }
 
 /// A positive integer parameter no larger than `max`.
-fn optional_count(
+pub(crate) fn optional_count(
     object: &Map<String, Value>,
     name: &str,
     max: u64,
@@ -262,6 +275,7 @@ mod tests {
                 include_usage: true,
                 max_tokens: Some(9),
                 prompt_tokens: 2 + 3 + 3,
+                prefix: Some((0, "[]".into())),
             }
         );
     }

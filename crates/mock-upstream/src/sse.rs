@@ -31,37 +31,61 @@ pub(crate) enum EventKind {
     Done,
 }
 
-/// One event, framed as `data: <payload>\n\n`.
+/// One event, framed as `data: <payload>\n\n`, or for the typed streams of the Responses
+/// and Messages APIs `event: <type>\ndata: <payload>\n\n`.
 #[derive(Debug, Clone)]
 pub(crate) struct SseEvent {
     kind: EventKind,
     frame: Bytes,
+    /// Where `data: ` starts in the frame (after the `event:` line, if any).
+    data_at: usize,
 }
 
 impl SseEvent {
     pub(crate) fn json(kind: EventKind, payload: &Value) -> Self {
-        Self::framed(kind, payload.to_string().as_bytes())
+        Self::framed(kind, None, payload.to_string().as_bytes())
+    }
+
+    /// A typed event: `event: <payload's type>` before its data.
+    pub(crate) fn typed(kind: EventKind, payload: &Value) -> Self {
+        let name = payload["type"].as_str().unwrap_or("message");
+        Self::framed(kind, Some(name), payload.to_string().as_bytes())
     }
 
     pub(crate) fn done() -> Self {
-        Self::framed(EventKind::Done, b"[DONE]")
+        Self::framed(EventKind::Done, None, b"[DONE]")
     }
 
-    fn framed(kind: EventKind, data: &[u8]) -> Self {
-        let mut frame = BytesMut::with_capacity(data.len() + 8);
+    fn framed(kind: EventKind, name: Option<&str>, data: &[u8]) -> Self {
+        let mut frame = BytesMut::with_capacity(data.len() + 40);
+        if let Some(name) = name {
+            frame.put_slice(b"event: ");
+            frame.put_slice(name.as_bytes());
+            frame.put_slice(b"\n");
+        }
+        let data_at = frame.len();
         frame.put_slice(b"data: ");
         frame.put_slice(data);
         frame.put_slice(b"\n\n");
         Self {
             kind,
             frame: frame.freeze(),
+            data_at,
         }
+    }
+
+    fn data(&self) -> &[u8] {
+        &self.frame[self.data_at + b"data: ".len()..self.frame.len() - 2]
     }
 
     /// The first half of this event's data: a JSON object cut short is never valid JSON.
     fn corrupted(&self) -> Self {
-        let data = &self.frame[b"data: ".len()..self.frame.len() - 2];
-        Self::framed(EventKind::Corrupt, &data[..data.len() / 2])
+        let data = self.data();
+        let name = std::str::from_utf8(&self.frame[..self.data_at])
+            .ok()
+            .and_then(|line| line.strip_prefix("event: "))
+            .map(str::trim_end);
+        Self::framed(EventKind::Corrupt, name, &data[..data.len() / 2])
     }
 
     pub(crate) fn kind(&self) -> EventKind {
@@ -69,13 +93,22 @@ impl SseEvent {
     }
 }
 
-/// Splits a complete SSE body (such as a stream fixture) into classified events.
+/// Splits a complete SSE body (such as a stream fixture) into classified events, each framed
+/// as it was written (an `event:` line kept before its `data:` line).
 pub(crate) fn parse_events(body: &str) -> Vec<SseEvent> {
     body.split("\n\n")
         .filter(|event| !event.trim().is_empty())
         .map(|event| {
-            let data = event.trim().strip_prefix("data:").unwrap_or(event).trim();
-            SseEvent::framed(classify(data), data.as_bytes())
+            let mut name = None;
+            let mut data = "";
+            for line in event.trim().lines() {
+                if let Some(value) = line.strip_prefix("event:") {
+                    name = Some(value.trim());
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    data = value.trim();
+                }
+            }
+            SseEvent::framed(classify(data), name, data.as_bytes())
         })
         .collect()
 }
@@ -87,11 +120,33 @@ fn classify(data: &str) -> EventKind {
     let Ok(chunk) = serde_json::from_str::<Value>(data) else {
         return EventKind::Corrupt;
     };
+    if let Some(kind) = chunk["type"].as_str() {
+        return classify_typed(kind);
+    }
     match chunk["choices"].get(0) {
         None => EventKind::Usage,
         Some(choice) if choice["finish_reason"].is_string() => EventKind::Finish,
         Some(choice) if choice["delta"].get("role").is_some() => EventKind::Role,
         Some(_) => EventKind::Content,
+    }
+}
+
+/// The Responses and Messages events, by their `type`: deltas are content, the events that
+/// report the final usage come last, everything before the first delta opens the stream.
+pub(crate) fn classify_typed(kind: &str) -> EventKind {
+    match kind {
+        "response.output_text.delta" | "content_block_delta" => EventKind::Content,
+        "response.completed" | "response.incomplete" | "message_delta" | "message_stop" => {
+            EventKind::Usage
+        }
+        "response.created"
+        | "response.in_progress"
+        | "response.output_item.added"
+        | "response.content_part.added"
+        | "message_start"
+        | "content_block_start"
+        | "ping" => EventKind::Role,
+        _ => EventKind::Finish,
     }
 }
 
@@ -268,6 +323,23 @@ mod tests {
     }
 
     #[test]
+    fn typed_stream_fixtures_keep_their_event_lines_and_bytes() {
+        for fixture in [fixtures::RESPONSES_STREAM, fixtures::MESSAGES_STREAM] {
+            let events = parse_events(fixture);
+            let rebuilt: Vec<u8> = events.iter().flat_map(|e| e.frame.to_vec()).collect();
+            assert_eq!(rebuilt, fixture.as_bytes());
+            assert!(events.iter().any(|e| e.kind == EventKind::Content));
+            let mut corrupt = events.clone();
+            insert_corrupt_event(&mut corrupt);
+            let bad = corrupt
+                .iter()
+                .find(|e| e.kind == EventKind::Corrupt)
+                .unwrap();
+            assert!(bad.frame.starts_with(b"event: "));
+        }
+    }
+
+    #[test]
     fn a_corrupt_event_lands_after_the_middle_content_chunk_and_is_not_json() {
         let mut events = parse_events(fixtures::COMPLETION_STREAM);
         let before = events.len();
@@ -278,8 +350,7 @@ mod tests {
             .position(|e| e.kind == EventKind::Corrupt)
             .unwrap();
         assert_eq!(events[corrupt - 1].kind, EventKind::Content);
-        let data = &events[corrupt].frame[6..events[corrupt].frame.len() - 2];
-        assert!(serde_json::from_slice::<Value>(data).is_err());
+        assert!(serde_json::from_slice::<Value>(events[corrupt].data()).is_err());
     }
 
     #[test]

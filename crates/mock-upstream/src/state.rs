@@ -13,6 +13,8 @@ use crate::api_error::ApiError;
 use crate::fail_next::FailNext;
 use crate::faults::{FaultError, FaultPatch, FaultProfile, FaultStatus};
 use crate::fixed::FixedReplies;
+use crate::prompt_cache::PromptCache;
+use crate::responses::ResponseStore;
 use crate::stats::Stats;
 
 /// Names the mock that answered, so that a test running several (a primary and a fallback)
@@ -52,6 +54,12 @@ pub(crate) struct AppState {
     pub(crate) fail_next: FailNext,
     pub(crate) stats: Arc<Stats>,
     pub(crate) alerts: AlertLog,
+    /// Prefixes seen, for the cached tokens of generated usage.
+    pub(crate) prompt_cache: PromptCache,
+    /// Generated Responses API answers, for retrieval and continuation.
+    pub(crate) responses: ResponseStore,
+    /// The key alone, for Anthropic's `x-api-key`.
+    api_key: Option<String>,
     /// With a seed, every request's generator is forked from this one, so a run of
     /// sequential requests is reproducible.
     seeded: Option<Mutex<fastrand::Rng>>,
@@ -69,6 +77,9 @@ impl AppState {
             fail_next: FailNext::new(options.fail_next),
             stats: Arc::default(),
             alerts: AlertLog::default(),
+            prompt_cache: PromptCache::default(),
+            responses: ResponseStore::default(),
+            api_key: options.api_key.clone(),
             seeded: options
                 .seed
                 .map(|seed| Mutex::new(fastrand::Rng::with_seed(seed))),
@@ -84,6 +95,17 @@ impl AppState {
             Some(value) if value.as_bytes() == expected.as_bytes() => Ok(()),
             Some(_) => Err(ApiError::invalid_api_key(true)),
             None => Err(ApiError::invalid_api_key(false)),
+        }
+    }
+
+    /// Checks Anthropic's `x-api-key: KEY` when a key is configured.
+    pub(crate) fn authorize_anthropic(&self, request: &HttpRequest) -> Result<(), ApiError> {
+        let Some(expected) = &self.api_key else {
+            return Ok(());
+        };
+        match request.headers().get("x-api-key") {
+            Some(value) if value.as_bytes() == expected.as_bytes() => Ok(()),
+            provided => Err(ApiError::invalid_api_key(provided.is_some()).anthropic()),
         }
     }
 

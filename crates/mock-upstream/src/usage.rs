@@ -31,7 +31,7 @@ pub(crate) fn chat_prompt_tokens(messages: &[Value]) -> u64 {
     characters.div_ceil(4) + TOKENS_PER_MESSAGE * messages.len() as u64 + REPLY_PRIMING_TOKENS
 }
 
-fn content_characters(content: Option<&Value>) -> u64 {
+pub(crate) fn content_characters(content: Option<&Value>) -> u64 {
     match content {
         Some(Value::String(text)) => text.chars().count() as u64,
         Some(Value::Array(parts)) => parts

@@ -2,6 +2,7 @@
 //! reads counters, and the health probe. Unknown paths get OpenAI's "Invalid URL" error.
 
 mod admin;
+mod stored;
 mod v1;
 
 use actix_web::http::header::{CONTENT_TYPE, HeaderValue};

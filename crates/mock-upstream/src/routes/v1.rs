@@ -1,7 +1,9 @@
-//! The OpenAI-compatible endpoints. Every request takes the same path: count it, check the key,
-//! roll its faults, wait out the latency (or hang), validate the body, inject an error, then
-//! answer from the fixtures (fixed mode) or a fresh generation, possibly malformed or as a
-//! stream with its own faults. Every answer, an error included, names the instance.
+//! The OpenAI- and Anthropic-compatible endpoints. Every request takes the same path: count it,
+//! check the key, roll its faults, wait out the latency (or hang), validate the body, inject
+//! an error, then answer from the fixtures (fixed mode) or a fresh generation, possibly
+//! malformed or as a stream with its own faults. Every answer, an error included, names the
+//! instance; on the Messages endpoints errors are in Anthropic's shape. Stored responses are
+//! read back and deleted without faults.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +24,9 @@ use crate::retry_after::RetryAfter;
 use crate::sse::{self, Pacing, SseBody, SseEvent};
 use crate::state::{AppState, INSTANCE_HEADER};
 use crate::stats::InFlight;
+use crate::{messages, responses};
+
+use super::stored;
 
 pub(super) fn configure(config: &mut ServiceConfig) {
     let endpoints = [
@@ -29,6 +34,9 @@ pub(super) fn configure(config: &mut ServiceConfig) {
         ("/v1/completions", Endpoint::Text(TextKind::Completion)),
         ("/v1/embeddings", Endpoint::Embeddings),
         ("/v1/models", Endpoint::Models),
+        ("/v1/responses", Endpoint::Responses),
+        ("/v1/messages", Endpoint::Messages),
+        ("/v1/messages/count_tokens", Endpoint::CountTokens),
     ];
     for (path, endpoint) in endpoints {
         let method = match endpoint {
@@ -45,6 +53,18 @@ pub(super) fn configure(config: &mut ServiceConfig) {
                 .default_service(web::to(wrong_method)),
         );
     }
+    config
+        .service(
+            web::resource("/v1/responses/{id}")
+                .route(web::get().to(stored::response))
+                .route(web::delete().to(stored::response))
+                .default_service(web::to(wrong_method)),
+        )
+        .service(
+            web::resource("/v1/responses/{id}/input_items")
+                .route(web::get().to(stored::input_items))
+                .default_service(web::to(wrong_method)),
+        );
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +72,15 @@ enum Endpoint {
     Text(TextKind),
     Embeddings,
     Models,
+    Responses,
+    Messages,
+    CountTokens,
+}
+
+impl Endpoint {
+    fn is_anthropic(self) -> bool {
+        matches!(self, Endpoint::Messages | Endpoint::CountTokens)
+    }
 }
 
 /// A generated-mode request that passed validation.
@@ -60,6 +89,9 @@ enum Valid {
     Text(TextKind, TextRequest),
     Embeddings(EmbeddingsRequest),
     Models,
+    Responses(responses::ResponsesRequest),
+    Messages(messages::MessagesRequest),
+    CountTokens(u64),
 }
 
 /// The answer before faults shape its delivery.
@@ -83,6 +115,7 @@ async fn answer(
     let in_flight = state.stats.begin_request();
     let mut response = match respond(endpoint, &state, &request, &body, in_flight).await {
         Ok(response) => response,
+        Err(error) if endpoint.is_anthropic() => error.anthropic().error_response(),
         Err(error) => error.error_response(),
     };
     name_instance(&state, &mut response);
@@ -101,7 +134,11 @@ async fn respond(
     body: &[u8],
     in_flight: InFlight,
 ) -> Result<HttpResponse, ApiError> {
-    state.authorize(request)?;
+    if endpoint.is_anthropic() {
+        state.authorize_anthropic(request)?;
+    } else {
+        state.authorize(request)?;
+    }
     let profile = state.profile();
     let mut rng = state.request_rng();
     let plan = profile.roll(&mut rng);
@@ -124,14 +161,20 @@ async fn respond(
             fixed_reply(endpoint, fixed, stream, plan.malformed)
         }
         None => {
-            let valid = validate(endpoint, body)?;
+            let valid = validate(endpoint, body, state)?;
             inject_error(endpoint, plan, &profile, state)?;
-            generated_reply(valid, plan.malformed, &mut rng)
+            generated_reply(valid, plan.malformed, state, &mut rng)
         }
     };
     let mut response = HttpResponse::Ok();
-    // OpenAI's own request id, which support asks for and the gateway logs.
-    response.insert_header(("x-request-id", format!("req_{:032x}", in_flight.sequence())));
+    // The provider's own request id, which support asks for and the gateway logs: OpenAI's
+    // `x-request-id`, Anthropic's `request-id`.
+    let id_header = if endpoint.is_anthropic() {
+        "request-id"
+    } else {
+        "x-request-id"
+    };
+    response.insert_header((id_header, format!("req_{:032x}", in_flight.sequence())));
     match reply {
         Reply::Json { body, tokens } => {
             ratelimit::insert_headers(&mut response, in_flight.sequence(), tokens);
@@ -191,11 +234,14 @@ pub(super) fn name_instance(state: &AppState, response: &mut HttpResponse) {
         .insert(INSTANCE_HEADER, state.instance_header.clone());
 }
 
-fn validate(endpoint: Endpoint, body: &[u8]) -> Result<Valid, ApiError> {
+fn validate(endpoint: Endpoint, body: &[u8], state: &AppState) -> Result<Valid, ApiError> {
     Ok(match endpoint {
         Endpoint::Text(kind) => Valid::Text(kind, request::parse_text(kind, body)?),
         Endpoint::Embeddings => Valid::Embeddings(request::parse_embeddings(body)?),
         Endpoint::Models => Valid::Models,
+        Endpoint::Responses => Valid::Responses(responses::parse(body, &state.responses)?),
+        Endpoint::Messages => Valid::Messages(messages::parse(body, false)?),
+        Endpoint::CountTokens => Valid::CountTokens(messages::parse(body, true)?.input_tokens),
     })
 }
 
@@ -210,51 +256,95 @@ fn models_reply() -> Reply {
 /// the corrupt event (a JSON body is cut short on the way out instead).
 fn fixed_reply(endpoint: Endpoint, fixed: &FixedReplies, stream: bool, malformed: bool) -> Reply {
     match endpoint {
-        Endpoint::Text(kind) if stream => {
-            let replay = fixed.stream(kind);
-            let events = if malformed {
-                &replay.corrupt
-            } else {
-                &replay.events
-            };
-            Reply::Stream {
-                events: Arc::clone(events),
-                tokens: replay.tokens,
-            }
-        }
-        Endpoint::Text(kind) => Reply::Json {
-            body: fixed.text(kind).bytes.clone(),
-            tokens: fixed.text(kind).tokens,
-        },
-        Endpoint::Embeddings => Reply::Json {
-            body: fixed.embedding.bytes.clone(),
-            tokens: fixed.embedding.tokens,
-        },
+        Endpoint::Text(kind) if stream => fixed_stream(fixed.stream(kind), malformed),
+        Endpoint::Text(kind) => fixed_json(fixed.text(kind)),
+        Endpoint::Embeddings => fixed_json(&fixed.embedding),
         Endpoint::Models => models_reply(),
+        Endpoint::Responses if stream => fixed_stream(&fixed.responses_stream, malformed),
+        Endpoint::Messages if stream => fixed_stream(&fixed.messages_stream, malformed),
+        Endpoint::Responses => fixed_json(&fixed.responses),
+        Endpoint::Messages => fixed_json(&fixed.messages),
+        Endpoint::CountTokens => fixed_json(&fixed.count_tokens),
+    }
+}
+
+fn fixed_json(fixed: &crate::fixed::FixedBody) -> Reply {
+    Reply::Json {
+        body: fixed.bytes.clone(),
+        tokens: fixed.tokens,
+    }
+}
+
+fn fixed_stream(replay: &crate::fixed::FixedStream, malformed: bool) -> Reply {
+    let events = if malformed {
+        &replay.corrupt
+    } else {
+        &replay.events
+    };
+    Reply::Stream {
+        events: Arc::clone(events),
+        tokens: replay.tokens,
     }
 }
 
 /// Generated mode: a fresh answer shaped by the request.
-fn generated_reply(valid: Valid, malformed: bool, rng: &mut fastrand::Rng) -> Reply {
+fn generated_reply(
+    valid: Valid,
+    malformed: bool,
+    state: &AppState,
+    rng: &mut fastrand::Rng,
+) -> Reply {
+    let stream = |mut events: Vec<SseEvent>, tokens: u64| {
+        if malformed {
+            sse::insert_corrupt_event(&mut events);
+        }
+        Reply::Stream {
+            events: events.into(),
+            tokens,
+        }
+    };
+    let json = |body: &serde_json::Value, tokens: u64| Reply::Json {
+        body: Bytes::from(body.to_string()),
+        tokens,
+    };
     match valid {
+        Valid::Responses(request) => {
+            let generated =
+                responses::generate(&request, &state.prompt_cache, &state.responses, rng);
+            if request.stream {
+                stream(generated.events(), generated.total_tokens)
+            } else {
+                json(&generated.body, generated.total_tokens)
+            }
+        }
+        Valid::Messages(request) => {
+            let generated = messages::generate(&request, &state.prompt_cache, rng);
+            if request.stream {
+                stream(generated.events(), generated.total_tokens)
+            } else {
+                json(&generated.body, generated.total_tokens)
+            }
+        }
+        Valid::CountTokens(input_tokens) => {
+            json(&serde_json::json!({"input_tokens": input_tokens}), 0)
+        }
         Valid::Text(kind, text) => {
-            let generation =
-                Generation::new(kind, text.model, text.prompt_tokens, text.max_tokens, rng);
+            let mut generation = Generation::new(
+                kind,
+                text.model.clone(),
+                text.prompt_tokens,
+                text.max_tokens,
+                rng,
+            );
+            if let Some((tokens, prefix)) = &text.prefix {
+                let read = state.prompt_cache.lookup(&text.model, prefix, *tokens).read;
+                generation.cached_tokens = crate::prompt_cache::openai_cached(read);
+            }
             let tokens = generation.total_tokens();
             if text.stream {
-                let mut events = generation.events(text.include_usage);
-                if malformed {
-                    sse::insert_corrupt_event(&mut events);
-                }
-                Reply::Stream {
-                    events: events.into(),
-                    tokens,
-                }
+                stream(generation.events(text.include_usage), tokens)
             } else {
-                Reply::Json {
-                    body: Bytes::from(generation.body().to_string()),
-                    tokens,
-                }
+                json(&generation.body(), tokens)
             }
         }
         Valid::Embeddings(embeddings) => Reply::Json {
