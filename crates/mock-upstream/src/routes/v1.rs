@@ -136,6 +136,12 @@ async fn respond(
 ) -> Result<HttpResponse, ApiError> {
     if endpoint.is_anthropic() {
         state.authorize_anthropic(request)?;
+        if !request.headers().contains_key("anthropic-version") {
+            return Err(ApiError::invalid_request(
+                "anthropic-version: header is required",
+                None,
+            ));
+        }
     } else {
         state.authorize(request)?;
     }

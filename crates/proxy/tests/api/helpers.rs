@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcp_core::clock::ManualClock;
-use mcp_core::{ModelSpec, Pricing};
+use mcp_core::upstream::UpstreamKind;
+use mcp_core::{DeploymentSpec, ModelSpec, Pricing};
 use mcp_mock_upstream::{FaultProfile, MockOptions, MockUpstream};
 use mcp_proxy::Application;
 use mcp_proxy::configuration::{Secrets, Settings, UpstreamEntry};
@@ -41,6 +42,8 @@ pub struct Spawn {
     /// Otherwise one mock per name, each configured as an entry of `upstreams` under that
     /// name (and with that instance name), for the test's `models` to route over.
     pub upstreams: Vec<&'static str>,
+    /// Which of `upstreams` are Anthropic-kind (the mock serves both APIs).
+    pub anthropic: Vec<&'static str>,
     pub settings: Settings,
     pub secrets: Secrets,
     /// Point the gateway at a closed port instead of the mock.
@@ -75,6 +78,7 @@ impl Default for Spawn {
                 ..MockOptions::default()
             },
             upstreams: Vec::new(),
+            anthropic: Vec::new(),
             settings,
             secrets: Secrets::default(),
             unreachable_upstream: false,
@@ -125,7 +129,10 @@ pub async fn spawn(mut options: Spawn) -> TestApp {
             .map(|(name, url)| UpstreamEntry {
                 name: (*name).to_owned(),
                 base_url: url.parse().unwrap(),
-                kind: None,
+                kind: options
+                    .anthropic
+                    .contains(name)
+                    .then_some(UpstreamKind::Anthropic),
                 anthropic_version: None,
                 api_key_env: None,
                 connect_timeout_ms: None,
@@ -190,6 +197,20 @@ impl TestApp {
             .send()
             .await
             .expect("the gateway answers")
+    }
+
+    /// POSTs `body` with extra request headers.
+    pub async fn post_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut request = self.client.post(self.url(path)).json(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("the gateway answers")
     }
 
     pub async fn chat(&self, body: &Value) -> reqwest::Response {
@@ -280,6 +301,23 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// A deployment on `upstream`, under the model's own name.
+pub fn deployment(upstream: &str, weight: u32) -> DeploymentSpec {
+    DeploymentSpec {
+        upstream: upstream.into(),
+        model: None,
+        weight,
+    }
+}
+
+/// A priced model served by `deployments`.
+pub fn model(id: &str, deployments: Vec<DeploymentSpec>, fallbacks: &[&str]) -> ModelSpec {
+    let mut spec = ModelSpec::new(id).with_pricing(CHAT_PRICING);
+    spec.deployments = deployments;
+    spec.fallbacks = fallbacks.iter().map(|f| (*f).to_owned()).collect();
+    spec
 }
 
 pub fn chat_body(model: &str) -> Value {

@@ -7,27 +7,12 @@
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use mcp_core::{DeploymentSpec, ModelSpec};
+use mcp_core::ModelSpec;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
 
 const SECS: Duration = Duration::from_secs(1);
-
-fn deployment(upstream: &str, weight: u32) -> DeploymentSpec {
-    DeploymentSpec {
-        upstream: upstream.into(),
-        model: None,
-        weight,
-    }
-}
-
-fn model(id: &str, deployments: Vec<DeploymentSpec>, fallbacks: &[&str]) -> ModelSpec {
-    let mut spec = ModelSpec::new(id).with_pricing(CHAT_PRICING);
-    spec.deployments = deployments;
-    spec.fallbacks = fallbacks.iter().map(|f| (*f).to_owned()).collect();
-    spec
-}
 
 /// `primary` and `secondary`, with `models`, retries on (3 attempts, 2 per model) and the
 /// breaker off unless a test turns it on. (The single upstream of the quick-start form is
