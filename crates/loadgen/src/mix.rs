@@ -1,7 +1,10 @@
 //! The request mix: what each scheduled request is. A weighted draw picks the kind (so that
-//! every dashboard panel gets data: two chat models, legacy completions, embeddings, and a
-//! thin steady stream of client errors), then the prompt length, `max_tokens` and whether the
-//! answer is streamed, so latency and token panels show a spread rather than one value.
+//! every dashboard panel gets data: two chat models, legacy completions, embeddings, the
+//! Responses API, Anthropic's Messages API, and a thin steady stream of client errors), then
+//! the prompt length, `max_tokens` and whether the answer is streamed, so latency and token
+//! panels show a spread rather than one value. A share of the Responses and Messages requests
+//! shares one long system prompt (marked for caching on the Messages API) and some ask for
+//! reasoning, so that the cache-hit and reasoning panels have something to show.
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -14,6 +17,8 @@ pub const CHAT_LARGE_MODEL: &str = "gpt-4o";
 pub const COMPLETION_MODEL: &str = "gpt-3.5-turbo-instruct";
 /// The embeddings model.
 pub const EMBEDDING_MODEL: &str = "text-embedding-3-small";
+/// The Anthropic model, on the Messages API.
+pub const ANTHROPIC_MODEL: &str = "claude-sonnet-4-5";
 /// A model no gateway configuration lists: the gateway answers 404 `model_not_found`.
 pub const UNKNOWN_MODEL: &str = "loadgen-no-such-model";
 
@@ -23,11 +28,19 @@ pub enum Endpoint {
     ChatCompletions,
     Completions,
     Embeddings,
+    Responses,
+    Messages,
 }
 
 impl Endpoint {
     /// Every endpoint, in report order.
-    pub const ALL: [Self; 3] = [Self::ChatCompletions, Self::Completions, Self::Embeddings];
+    pub const ALL: [Self; 5] = [
+        Self::ChatCompletions,
+        Self::Completions,
+        Self::Embeddings,
+        Self::Responses,
+        Self::Messages,
+    ];
 
     /// The path below the target URL; also the gateway's `endpoint` label.
     pub fn path(self) -> &'static str {
@@ -35,6 +48,8 @@ impl Endpoint {
             Self::ChatCompletions => "/v1/chat/completions",
             Self::Completions => "/v1/completions",
             Self::Embeddings => "/v1/embeddings",
+            Self::Responses => "/v1/responses",
+            Self::Messages => "/v1/messages",
         }
     }
 
@@ -55,6 +70,10 @@ pub enum RequestKind {
     Completion,
     /// Embeddings on [`EMBEDDING_MODEL`].
     Embedding,
+    /// The Responses API on [`CHAT_SMALL_MODEL`].
+    Responses,
+    /// Anthropic's Messages API on [`ANTHROPIC_MODEL`].
+    Messages,
     /// A chat request for [`UNKNOWN_MODEL`] (404 from the gateway).
     UnknownModel,
     /// A chat request whose body is cut-off JSON (400).
@@ -63,11 +82,13 @@ pub enum RequestKind {
 
 impl RequestKind {
     /// Every kind, in the order of [`Weights`].
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 8] = [
         Self::ChatSmall,
         Self::ChatLarge,
         Self::Completion,
         Self::Embedding,
+        Self::Responses,
+        Self::Messages,
         Self::UnknownModel,
         Self::MalformedBody,
     ];
@@ -77,6 +98,8 @@ impl RequestKind {
         match self {
             Self::Completion => Endpoint::Completions,
             Self::Embedding => Endpoint::Embeddings,
+            Self::Responses => Endpoint::Responses,
+            Self::Messages => Endpoint::Messages,
             Self::ChatSmall | Self::ChatLarge | Self::UnknownModel | Self::MalformedBody => {
                 Endpoint::ChatCompletions
             }
@@ -85,7 +108,10 @@ impl RequestKind {
 
     /// Whether the answer may be streamed (chat and completions that are meant to succeed).
     pub fn streamable(self) -> bool {
-        matches!(self, Self::ChatSmall | Self::ChatLarge | Self::Completion)
+        matches!(
+            self,
+            Self::ChatSmall | Self::ChatLarge | Self::Completion | Self::Responses | Self::Messages
+        )
     }
 
     /// Whether this request is a deliberate client error.
@@ -103,9 +129,10 @@ impl RequestKind {
 pub struct Weights([u32; RequestKind::ALL.len()]);
 
 impl Weights {
-    /// The demo mix: 45% small chat, 15% large chat, 15% completions, 24% embeddings,
-    /// 0.5% unknown model and 0.5% malformed body (1% client errors in all).
-    pub const DEFAULT: Self = Self([450, 150, 150, 240, 5, 5]);
+    /// The demo mix: 33% small chat, 12% large chat, 12% completions, 19% embeddings, 11%
+    /// Responses, 12% Messages, 0.5% unknown model and 0.5% malformed body (1% client errors
+    /// in all).
+    pub const DEFAULT: Self = Self([330, 120, 120, 190, 110, 120, 5, 5]);
 
     /// Only one kind of request.
     pub fn only(kind: RequestKind) -> Self {
@@ -181,6 +208,8 @@ impl RequestMix {
             RequestKind::ChatLarge => self.chat_body(CHAT_LARGE_MODEL, stream),
             RequestKind::Completion => self.completion_body(stream),
             RequestKind::Embedding => self.embedding_body(),
+            RequestKind::Responses => self.responses_body(stream),
+            RequestKind::Messages => self.messages_body(stream),
             RequestKind::UnknownModel => self.chat_body(UNKNOWN_MODEL, false),
             RequestKind::MalformedBody => {
                 let cut =
@@ -247,6 +276,43 @@ impl RequestMix {
         body
     }
 
+    fn responses_body(&mut self, stream: bool) -> Value {
+        let mut body = json!({
+            "model": CHAT_SMALL_MODEL,
+            "input": self.prompt(),
+            "max_output_tokens": self.max_tokens(),
+        });
+        if self.rng.f64() < SHARED_PROMPT_SHARE {
+            body["instructions"] = Value::String(shared_system_prompt());
+        }
+        if self.rng.bool() {
+            body["reasoning"] = json!({"effort": "low"});
+        }
+        if stream {
+            body["stream"] = Value::Bool(true);
+        }
+        body
+    }
+
+    fn messages_body(&mut self, stream: bool) -> Value {
+        let mut body = json!({
+            "model": ANTHROPIC_MODEL,
+            "max_tokens": self.max_tokens(),
+            "messages": [{"role": "user", "content": self.prompt()}],
+        });
+        if self.rng.f64() < SHARED_PROMPT_SHARE {
+            body["system"] = json!([{
+                "type": "text",
+                "text": shared_system_prompt(),
+                "cache_control": {"type": "ephemeral"},
+            }]);
+        }
+        if stream {
+            body["stream"] = Value::Bool(true);
+        }
+        body
+    }
+
     fn embedding_body(&mut self) -> Value {
         let input = if self.rng.f64() < 0.7 {
             Value::String(self.prompt())
@@ -282,6 +348,15 @@ impl RequestMix {
         const CAPS: [u64; 6] = [16, 32, 64, 128, 256, 512];
         CAPS[self.rng.usize(..CAPS.len())]
     }
+}
+
+/// Share of the Responses and Messages requests that carry the shared system prompt.
+const SHARED_PROMPT_SHARE: f64 = 0.4;
+
+/// One long system prompt (about 1500 tokens, past the 1024 a provider caches), the same for
+/// every request that carries it: what a prompt cache is for.
+fn shared_system_prompt() -> String {
+    "You are the demo assistant of the MCP Server gateway; answer briefly and plainly. ".repeat(75)
 }
 
 const WORDS: [&str; 32] = [

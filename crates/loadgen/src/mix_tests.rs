@@ -24,8 +24,9 @@ fn the_default_weights_make_one_percent_client_errors() {
         .map(|kind| weights.share(*kind))
         .sum();
     assert!((client_errors - 0.01).abs() < 1e-9, "{client_errors}");
-    assert_eq!(weights.share(RequestKind::ChatSmall), 0.45);
-    assert_eq!(weights.share(RequestKind::Embedding), 0.24);
+    assert_eq!(weights.share(RequestKind::ChatSmall), 0.33);
+    assert_eq!(weights.share(RequestKind::Responses), 0.11);
+    assert_eq!(weights.share(RequestKind::Messages), 0.12);
 }
 
 #[test]
@@ -98,6 +99,8 @@ fn each_kind_names_its_model_and_shape() {
         (RequestKind::Completion, COMPLETION_MODEL, "prompt"),
         (RequestKind::Embedding, EMBEDDING_MODEL, "input"),
         (RequestKind::UnknownModel, UNKNOWN_MODEL, "messages"),
+        (RequestKind::Responses, CHAT_SMALL_MODEL, "input"),
+        (RequestKind::Messages, ANTHROPIC_MODEL, "messages"),
     ];
     for (kind, model, field) in cases {
         let mut mix = RequestMix::new(Weights::only(kind), 0.5, Some(1));
@@ -105,13 +108,38 @@ fn each_kind_names_its_model_and_shape() {
             let body = json_of(&request);
             assert_eq!(body["model"], model, "{kind:?}");
             assert!(body.get(field).is_some(), "{kind:?} lacks {field}");
-            if kind == RequestKind::Embedding {
-                assert!(body.get("max_tokens").is_none());
-            } else {
-                assert!(body["max_tokens"].as_u64().is_some_and(|cap| cap > 0));
-            }
+            let cap = match kind {
+                RequestKind::Embedding => {
+                    assert!(body.get("max_tokens").is_none());
+                    continue;
+                }
+                RequestKind::Responses => &body["max_output_tokens"],
+                _ => &body["max_tokens"],
+            };
+            assert!(cap.as_u64().is_some_and(|cap| cap > 0), "{kind:?}");
         }
     }
+}
+
+#[test]
+fn some_responses_and_messages_share_a_cacheable_system_prompt_and_ask_for_reasoning() {
+    let mut mix = RequestMix::new(Weights::only(RequestKind::Responses), 0.5, Some(4));
+    let bodies: Vec<Value> = draw_many(&mut mix, 400).iter().map(json_of).collect();
+    let shared: Vec<&Value> = bodies
+        .iter()
+        .filter(|b| b.get("instructions").is_some())
+        .collect();
+    assert!((100..=220).contains(&shared.len()), "{}", shared.len());
+    // Long enough for a provider to cache: past 4096 characters (1024 tokens).
+    assert!(shared[0]["instructions"].as_str().unwrap().len() > 4096);
+    assert!(bodies.iter().any(|b| b["reasoning"]["effort"] == "low"));
+    let mut mix = RequestMix::new(Weights::only(RequestKind::Messages), 0.5, Some(4));
+    let marked = draw_many(&mut mix, 400)
+        .iter()
+        .map(json_of)
+        .filter(|b| b["system"][0]["cache_control"]["type"] == "ephemeral")
+        .count();
+    assert!((100..=220).contains(&marked), "{marked}");
 }
 
 #[test]

@@ -1,7 +1,11 @@
 //! Reading a streamed answer to its end. The loadgen does not need the tokens, only whether
-//! the stream ended properly: with `data: [DONE]` and no error event on the way (the gateway
-//! ends a broken stream with a `stream_interrupted` error event; a cut connection ends it
-//! without `[DONE]`).
+//! the stream ended properly, as its API ends one: chat and completions with `data: [DONE]`,
+//! the Responses API with `event: response.completed` (or `response.incomplete`), the
+//! Messages API with `event: message_stop`; and no error event on the way (the gateway ends a
+//! broken stream with a `stream_interrupted` error event in the API's shape; a cut connection
+//! ends it without its last event).
+
+use crate::mix::Endpoint;
 
 /// Why a stream did not end properly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,11 +23,21 @@ pub enum StreamFault {
 pub struct StreamWatch {
     partial: Vec<u8>,
     events: u64,
+    /// The typed events of the Responses and Messages APIs, named by `event:` lines.
+    typed: bool,
     done: bool,
     error_event: bool,
 }
 
 impl StreamWatch {
+    /// A watch for a stream of `endpoint`.
+    pub fn new(endpoint: Endpoint) -> Self {
+        Self {
+            typed: matches!(endpoint, Endpoint::Responses | Endpoint::Messages),
+            ..Self::default()
+        }
+    }
+
     /// Feeds the next chunk of the body, as it arrived.
     pub fn feed(&mut self, chunk: &[u8]) {
         self.partial.extend_from_slice(chunk);
@@ -31,7 +45,17 @@ impl StreamWatch {
         while let Some(newline) = self.partial[consumed..].iter().position(|&b| b == b'\n') {
             let line = &self.partial[consumed..consumed + newline];
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if let Some(data) = line.strip_prefix(b"data:") {
+            if let Some(name) = line.strip_prefix(b"event:").filter(|_| self.typed) {
+                match name.trim_ascii() {
+                    b"response.completed" | b"response.incomplete" | b"message_stop" => {
+                        self.done = true;
+                    }
+                    b"error" | b"response.failed" => self.error_event = true,
+                    _ => {}
+                }
+            } else if self.typed && line.starts_with(b"data:") {
+                self.events += 1;
+            } else if let Some(data) = line.strip_prefix(b"data:") {
                 let data = data.strip_prefix(b" ").unwrap_or(data);
                 self.events += 1;
                 if data == b"[DONE]" {
@@ -113,6 +137,37 @@ mod tests {
         let error = r#"data: {"error":{"message":"upstream stream broke","type":"upstream_error","param":null,"code":"stream_interrupted"}}"#;
         let body = format!("{CHUNK}\n\n{error}\n\ndata: [DONE]\n\n");
         assert_eq!(watch(&[body.as_bytes()]), Err(StreamFault::ErrorEvent));
+    }
+
+    #[test]
+    fn typed_streams_end_with_their_apis_last_event_and_break_on_error_events() {
+        let typed = |endpoint: Endpoint, body: &str| {
+            let mut watch = StreamWatch::new(endpoint);
+            watch.feed(body.as_bytes());
+            watch.finish()
+        };
+        let delta = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\"}\n\n";
+        let completed = "event: response.completed\ndata: {\"type\":\"response.completed\"}\n\n";
+        assert_eq!(
+            typed(Endpoint::Responses, &format!("{delta}{completed}")),
+            Ok(2)
+        );
+        assert_eq!(typed(Endpoint::Responses, delta), Err(StreamFault::NoDone));
+        let error = "event: error\ndata: {\"type\":\"error\"}\n\n";
+        assert_eq!(
+            typed(
+                Endpoint::Messages,
+                &format!("{error}event: message_stop\ndata: {{}}\n\n")
+            ),
+            Err(StreamFault::ErrorEvent)
+        );
+        assert_eq!(
+            typed(
+                Endpoint::Messages,
+                "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+            ),
+            Ok(1)
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use tokio::time::Instant;
 
-use crate::mix::PlannedRequest;
+use crate::mix::{Endpoint, PlannedRequest};
 use crate::sse::{StreamFault, StreamWatch};
 use crate::tally::Outcome;
 
@@ -99,7 +99,7 @@ impl Target {
             .and_then(|value| value.to_str().ok())
             .is_some_and(|value| value.starts_with("text/event-stream"));
         let stream = if request.stream && status == 200 && is_event_stream {
-            Some(read_stream(response).await)
+            Some(read_stream(response, request.endpoint).await)
         } else {
             drain(response, request).await;
             None
@@ -118,8 +118,8 @@ impl Target {
 }
 
 /// Reads a streamed answer to its end and judges how it ended.
-async fn read_stream(response: reqwest::Response) -> Result<(), StreamFault> {
-    let mut watch = StreamWatch::default();
+async fn read_stream(response: reqwest::Response, endpoint: Endpoint) -> Result<(), StreamFault> {
+    let mut watch = StreamWatch::new(endpoint);
     let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
         match chunk {
