@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make run`: the two mock upstreams (primary on 8081, secondary on 8082) and the gateway
-# (8080) in the foreground, with deploy/mcp-server.yaml.
+# `make run`: the two mock upstreams (primary on 8081, secondary on 8082, which also serves
+# the Anthropic Messages API as the `anthropic` upstream) and the gateway (8080) in the
+# foreground, with deploy/mcp-server.yaml.
 #
 # All three stay in this script's process group, so Ctrl-C, or a SIGINT or SIGTERM that a
 # supervisor sends to the group or to this script, stops all three: the trap forwards
@@ -32,6 +33,7 @@ pids+=($!)
 pids+=($!)
 MCP__UPSTREAMS__PRIMARY__BASE_URL="http://$MOCK_LISTEN/v1" \
 MCP__UPSTREAMS__SECONDARY__BASE_URL="http://$SECONDARY_LISTEN/v1" \
+MCP__UPSTREAMS__ANTHROPIC__BASE_URL="http://$SECONDARY_LISTEN/v1" \
     "$BIN_DIR/mcp-proxy" --config deploy/mcp-server.yaml --listen "$PROXY_LISTEN" &
 pids+=($!)
 

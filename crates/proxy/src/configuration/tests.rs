@@ -1,5 +1,7 @@
 use std::io::Write;
 
+use mcp_core::upstream::UpstreamKind;
+
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> Option<config::Map<String, String>> {
@@ -260,10 +262,23 @@ fn routing_mistakes_are_refused_with_the_key_they_are_about() {
 }
 
 #[test]
-fn the_shipped_settings_route_over_both_mocks() {
+fn the_shipped_settings_route_over_both_mocks_and_serve_claude_from_an_anthropic_upstream() {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/mcp-server.yaml");
     let s = load_from(Some(&file), env(&[])).unwrap();
-    assert_eq!(s.upstream_names(), ["primary", "secondary"]);
+    assert_eq!(s.upstream_names(), ["primary", "secondary", "anthropic"]);
+    let kinds: Vec<UpstreamKind> = s.upstream_plans(|_| false).iter().map(|p| p.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            UpstreamKind::OpenAi,
+            UpstreamKind::OpenAi,
+            UpstreamKind::Anthropic
+        ]
+    );
+    let claude = s.routing_table().unwrap();
+    let id = claude.catalog().resolve("claude-sonnet-4-5").unwrap();
+    assert!(claude.serves(id, UpstreamKind::Anthropic));
+    assert!(!claude.serves(id, UpstreamKind::OpenAi));
     let table = s.routing_table().unwrap();
     let catalog = table.catalog();
     let plan: Vec<&str> = table
@@ -277,4 +292,55 @@ fn the_shipped_settings_route_over_both_mocks() {
         catalog.resolve("gpt-4o-mini-2024-07-18"),
         catalog.resolve("gpt-4o-mini")
     );
+}
+
+#[test]
+fn an_upstreams_kind_and_anthropic_version_come_from_the_entry_the_defaults_or_the_environment() {
+    let file = TempYaml::new(
+        "upstream:\n  anthropic_version: 2023-01-01\nupstreams:\n  - {name: oa, base_url: \"http://a/v1\"}\n  - {name: claude, kind: anthropic, base_url: \"http://b/v1\"}\n",
+    );
+    let s = load_from(Some(&file.0), env(&[])).unwrap();
+    let plans = s.upstream_plans(|_| false);
+    assert_eq!(plans[0].kind, UpstreamKind::OpenAi);
+    assert_eq!(plans[1].kind, UpstreamKind::Anthropic);
+    assert_eq!(plans[1].anthropic_version, "2023-01-01");
+    let s = load_from(
+        Some(&file.0),
+        env(&[
+            ("MCP__UPSTREAMS__OA__KIND", "anthropic"),
+            ("MCP__UPSTREAMS__CLAUDE__ANTHROPIC_VERSION", "2023-06-01"),
+        ]),
+    )
+    .unwrap();
+    let plans = s.upstream_plans(|_| false);
+    assert_eq!(plans[0].kind, UpstreamKind::Anthropic);
+    assert_eq!(plans[1].anthropic_version, "2023-06-01");
+    let err = load_from(
+        Some(&file.0),
+        env(&[("MCP__UPSTREAMS__OA__KIND", "gemini")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("MCP__UPSTREAMS__OA__KIND") && err.contains("anthropic"),
+        "{err}"
+    );
+    let bad = TempYaml::new(
+        "upstreams:\n  - {name: c, kind: anthropic, anthropic_version: \"2023 06\", base_url: \"http://b/v1\"}\n",
+    );
+    let err = load_from(Some(&bad.0), env(&[])).unwrap_err().to_string();
+    assert!(err.contains("upstreams[0].anthropic_version"), "{err}");
+    let unknown = TempYaml::new("upstream:\n  kind: gemini\n");
+    let err = load_from(Some(&unknown.0), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("upstream.kind"), "{err}");
+}
+
+#[test]
+fn a_single_anthropic_upstream_with_a_key_defaults_to_anthropics_api() {
+    let s = load_from(None, env(&[("MCP__UPSTREAM__KIND", "anthropic")])).unwrap();
+    let (url, name) = s.upstream.resolve(true);
+    assert_eq!(url.as_str(), ANTHROPIC_BASE_URL);
+    assert_eq!(name, "anthropic");
 }

@@ -695,7 +695,7 @@ fn the_monitoring_services_mount_the_repository_configuration_where_they_read_it
 }
 
 #[test]
-fn the_gateway_reads_the_mounted_settings_and_serves_the_two_mocks_by_default() {
+fn the_gateway_reads_the_mounted_settings_and_serves_the_two_mocks_and_both_apis_by_default() {
     let services = services(&[COMPOSE_FILE]).unwrap();
     let proxy = &services["proxy"];
     let config = proxy.environment("MCP_CONFIG").expect("MCP_CONFIG is set");
@@ -715,9 +715,16 @@ fn the_gateway_reads_the_mounted_settings_and_serves_the_two_mocks_by_default() 
             .as_deref(),
         Some("http://mock-secondary:8082/v1")
     );
-    // Both names are upstreams of the mounted settings file.
+    // The Anthropic-kind upstream is the second mock, which serves the Messages API too.
+    assert_eq!(
+        proxy
+            .environment("MCP__UPSTREAMS__ANTHROPIC__BASE_URL")
+            .as_deref(),
+        Some("http://mock-secondary:8082/v1")
+    );
+    // The names are upstreams of the mounted settings file.
     let settings = std::fs::read_to_string(repo_root().join("deploy/mcp-server.yaml")).unwrap();
-    for name in ["name: primary", "name: secondary"] {
+    for name in ["name: primary", "name: secondary", "name: anthropic"] {
         assert!(
             settings.contains(name),
             "deploy/mcp-server.yaml has no `{name}`"

@@ -199,6 +199,10 @@ impl Stack {
                     "MCP__UPSTREAMS__SECONDARY__BASE_URL",
                     format!("http://127.0.0.1:{secondary_port}/v1"),
                 )
+                .env(
+                    "MCP__UPSTREAMS__ANTHROPIC__BASE_URL",
+                    format!("http://127.0.0.1:{secondary_port}/v1"),
+                )
                 .env("MCP__UPSTREAM__HEALTH_CHECK_INTERVAL_SECS", "2")
                 .env("MCP__LOG__FORMAT", "json")
                 .env("MCP__LOG__LEVEL", "warn")

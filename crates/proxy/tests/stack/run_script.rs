@@ -44,6 +44,7 @@ fn start(ports: [u16; 3]) -> Child {
         .env("SECONDARY_LISTEN", format!("127.0.0.1:{}", ports[2]))
         .env("MCP__LOG__LEVEL", "warn")
         .env_remove("OPENAI_API_KEY")
+        .env_remove("ANTHROPIC_API_KEY")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -69,6 +70,34 @@ async fn stops_on(signal: &str) {
         .expect("the gateway answers");
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.headers()["x-mcp-upstream"], "primary");
+    // A Claude model is served out of the box, on Anthropic's Messages API, from a mock.
+    let models: serde_json::Value =
+        reqwest::get(format!("http://127.0.0.1:{}/v1/models", ports[0]))
+            .await
+            .expect("the gateway answers")
+            .json()
+            .await
+            .expect("a model list");
+    let claude = models["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["id"].as_str())
+        .find(|id| id.starts_with("claude-"))
+        .expect("a claude- model in /v1/models")
+        .to_owned();
+    let message = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/v1/messages", ports[0]))
+        .json(&serde_json::json!({
+            "model": claude,
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": "hi"}]
+        }))
+        .send()
+        .await
+        .expect("the gateway answers");
+    assert_eq!(message.status(), 200);
+    assert_eq!(message.headers()["x-mcp-upstream"], "anthropic");
 
     // To the whole group, as the terminal's Ctrl-C or a supervisor does.
     let group = format!("-{}", script.id());
