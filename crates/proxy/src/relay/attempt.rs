@@ -20,13 +20,15 @@ use crate::state::AppState;
 #[derive(Debug)]
 pub(super) struct Attempt {
     state: Arc<AppState>,
-    deployment: DeploymentId,
+    /// `None` for a request routed by upstream, not by model (a stored-response retrieval),
+    /// which has no breaker.
+    deployment: Option<DeploymentId>,
     upstream: UpstreamId,
     model: ModelId,
-    /// `None` once settled.
     permit: Option<Permit>,
     slot: Option<Slot>,
     sent: Instant,
+    settled: bool,
 }
 
 impl Attempt {
@@ -41,17 +43,41 @@ impl Attempt {
         let (upstream, model) = (d.upstream, d.model);
         Self {
             state,
-            deployment,
+            deployment: Some(deployment),
             upstream,
             model,
             permit: Some(permit),
             slot: Some(slot),
             sent: Instant::now(),
+            settled: false,
         }
     }
 
+    /// An attempt on `upstream` that no deployment's breaker guards, counted under `model`.
+    pub(super) fn unrouted(
+        state: Arc<AppState>,
+        upstream: UpstreamId,
+        model: ModelId,
+        slot: Slot,
+    ) -> Self {
+        Self {
+            state,
+            deployment: None,
+            upstream,
+            model,
+            permit: None,
+            slot: Some(slot),
+            sent: Instant::now(),
+            settled: false,
+        }
+    }
+
+    /// The deployment of an attempt routed by model.
+    ///
+    /// # Panics
+    /// For an attempt made with [`Attempt::unrouted`]; only the dispatch loop asks.
     pub(super) fn deployment(&self) -> DeploymentId {
-        self.deployment
+        self.deployment.expect("a routed attempt has a deployment")
     }
 
     pub(super) fn upstream(&self) -> UpstreamId {
@@ -77,16 +103,19 @@ impl Attempt {
 
     /// The attempt ended with `outcome`; later calls do nothing.
     pub(super) fn finish(&mut self, outcome: Outcome) {
-        let Some(permit) = self.permit.take() else {
+        if self.settled {
             return;
-        };
+        }
+        self.settled = true;
         let upstream = self.state.upstream(self.upstream);
         match outcome.reachability() {
             Some(false) => upstream.health.record_failure(),
             Some(true) => upstream.health.record_success(),
             None => {}
         }
-        self.state.settle_permit(self.deployment, permit, outcome);
+        if let (Some(deployment), Some(permit)) = (self.deployment, self.permit.take()) {
+            self.state.settle_permit(deployment, permit, outcome);
+        }
         self.state.metrics.upstream.record_attempt(
             self.upstream,
             self.model,

@@ -105,6 +105,11 @@ impl Exchange {
         self.requested_model = "-".to_owned();
     }
 
+    /// The answer is a stream (a retrieval's, decided by the upstream's answer).
+    pub fn streamed(&mut self) {
+        self.stream = true;
+    }
+
     /// Routing begins.
     pub fn routing(&mut self) {
         self.routed = true;

@@ -13,15 +13,19 @@
 //! These are not deployments of a model: they take no breaker permit, count in the upstream
 //! families under `model="other"`, and count no tokens (the response's tokens were counted
 //! when it was created). They do take the upstream's concurrency slots and feed its health.
+//! A streamed retrieval (`?stream=true`, a background response's events) is relayed event by
+//! event like any Responses stream.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
-use mcp_core::upstream::{Outcome, UpstreamError, UpstreamId, UpstreamKind};
-use mcp_core::{Endpoint, ErrorType};
+use mcp_core::upstream::{Outcome, UpstreamError, UpstreamId, UpstreamKind, UpstreamResponse};
+use mcp_core::{Endpoint, ErrorType, Protocol};
 
+use super::attempt::Attempt;
+use super::events::Wire;
 use super::try_once::request_id;
 use super::{ErrorChain, Exchange, SERVED_BY_UPSTREAM, insert_served_headers, relayed_headers};
 use crate::error::ApiError;
@@ -39,16 +43,30 @@ pub async fn retrieve(
     let state = state.into_inner();
     let mut exchange = Exchange::begin(state.clone(), endpoint);
     match pass_through(&mut exchange, endpoint, &req, &state).await {
-        Ok(response) => {
+        Ok(Retrieved::Complete(response)) => {
             exchange.respond(response.status().as_u16());
             exchange.complete();
             Ok(response)
+        }
+        Ok(Retrieved::Stream { attempt, response }) => {
+            let wire = Wire::new(Protocol::Responses, false);
+            Ok(super::stream::respond(exchange, attempt, response, wire))
         }
         Err(error) => {
             exchange.fail(&error);
             Err(error)
         }
     }
+}
+
+/// What the client gets.
+enum Retrieved {
+    Complete(HttpResponse),
+    /// A 2xx event stream, relayed as it arrives.
+    Stream {
+        attempt: Attempt,
+        response: UpstreamResponse,
+    },
 }
 
 /// What the last candidate said.
@@ -63,7 +81,7 @@ async fn pass_through(
     endpoint: Endpoint,
     req: &HttpRequest,
     state: &Arc<AppState>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Retrieved, ApiError> {
     let path = upstream_path(endpoint, req)?;
     let method = if req.method() == Method::DELETE {
         http::Method::DELETE
@@ -78,12 +96,13 @@ async fn pass_through(
     for upstream_id in candidates {
         let upstream = state.upstream(upstream_id);
         let queued = Instant::now();
-        let Ok(slot) = upstream.limit.acquire().await else {
-            exchange.waited(queued.elapsed());
+        let slot = upstream.limit.acquire().await;
+        exchange.waited(queued.elapsed());
+        let Ok(slot) = slot else {
             continue;
         };
-        exchange.waited(queued.elapsed());
-        let sent = Instant::now();
+        let mut attempt = Attempt::unrouted(Arc::clone(state), upstream_id, model, slot);
+        let sent = attempt.sent();
         let deadline = tokio::time::Instant::now() + upstream.client.request_timeout();
         let result = match upstream
             .client
@@ -91,11 +110,15 @@ async fn pass_through(
             .await
         {
             Ok(response) => {
-                state
-                    .metrics
-                    .upstream
-                    .observe_first_byte(upstream_id, model, sent.elapsed());
+                attempt.first_byte();
                 let status = response.status();
+                if Outcome::from_status(status) == Outcome::Success && response.is_event_stream() {
+                    exchange.waited(sent.elapsed());
+                    exchange.streamed();
+                    exchange.note_attempt(upstream_id, model, Outcome::Success);
+                    exchange.answered_by(upstream_id, model, request_id(&response));
+                    return Ok(Retrieved::Stream { attempt, response });
+                }
                 let headers = relayed_headers(state, upstream_id, &response);
                 let id = request_id(&response);
                 response
@@ -105,13 +128,13 @@ async fn pass_through(
             }
             Err(e) => Err(e),
         };
-        drop(slot);
         exchange.waited(sent.elapsed());
         let outcome = match &result {
             Ok((status, ..)) => Outcome::from_status(*status),
             Err(e) => e.outcome(),
         };
-        settle(state, exchange, upstream_id, outcome, sent.elapsed());
+        attempt.finish(outcome);
+        exchange.note_attempt(upstream_id, model, outcome);
         let (status, headers, id, body) = match result {
             Ok(answer) => answer,
             Err(e) => {
@@ -155,10 +178,10 @@ async fn pass_through(
             }
             continue;
         }
-        return Ok(response);
+        return Ok(Retrieved::Complete(response));
     }
     match last {
-        Some(Last::NotFound(response)) => Ok(response),
+        Some(Last::NotFound(response)) => Ok(Retrieved::Complete(response)),
         Some(Last::Failed(error)) => Err(error),
         None => Err(ApiError::new(
             ErrorType::UpstreamSaturated,
@@ -166,28 +189,6 @@ async fn pass_through(
              again shortly.",
         )),
     }
-}
-
-/// The upstream's books for one attempt: its health, its attempt counter and duration.
-fn settle(
-    state: &AppState,
-    exchange: &mut Exchange,
-    upstream_id: UpstreamId,
-    outcome: Outcome,
-    took: Duration,
-) {
-    let model = state.routes.catalog().other();
-    let upstream = state.upstream(upstream_id);
-    match outcome.reachability() {
-        Some(false) => upstream.health.record_failure(),
-        Some(true) => upstream.health.record_success(),
-        None => {}
-    }
-    state
-        .metrics
-        .upstream
-        .record_attempt(upstream_id, model, outcome, took);
-    exchange.note_attempt(upstream_id, model, outcome);
 }
 
 /// `responses/{id}` or `responses/{id}/input_items`, with the client's query string. The id

@@ -183,3 +183,41 @@ async fn a_response_id_that_could_reach_another_path_is_refused() {
     let m = app.scrape().await;
     assert_eq!(m.get("mcp_server_upstream_requests_total", &[]), 0.0);
 }
+
+#[tokio::test]
+async fn a_streamed_retrieval_is_relayed_event_by_event_and_counts_no_tokens() {
+    let events = concat!(
+        "event: response.output_text.delta\n",
+        r#"data: {"type":"response.output_text.delta","delta":"Hi","sequence_number":7}"#,
+        "\n\n",
+        "event: response.completed\n",
+        r#"data: {"type":"response.completed","sequence_number":8,"response":{"id":"resp_1","usage":{"input_tokens":5,"output_tokens":1}}}"#,
+        "\n\n"
+    );
+    let mut options = Spawn::default();
+    options.upstream =
+        Some(raw_upstream("text/event-stream", vec![events.as_bytes().to_vec()]).await);
+    let app = spawn(options).await;
+    let response = app
+        .get("/v1/responses/resp_1?stream=true&starting_after=6")
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    assert_eq!(response.text().await.unwrap(), events);
+    let m = app.scrape().await;
+    assert_eq!(m.get("mcp_server_token_usage_total", &[]), 0.0);
+    assert_eq!(
+        m.get(
+            "mcp_server_upstream_requests_total",
+            &[("model", "other"), ("outcome", "success")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.get(
+            "mcp_server_overhead_seconds_count",
+            &[("endpoint", "/v1/responses/{id}"), ("stream", "true")]
+        ),
+        1.0
+    );
+}
