@@ -8,6 +8,7 @@
 )]
 
 mod admin;
+mod anthropic;
 mod auth;
 mod endpoints;
 mod fail_next;
