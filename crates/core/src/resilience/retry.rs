@@ -289,6 +289,8 @@ mod tests {
         let on = RetryOn::default();
         assert!(on.allows(Outcome::RateLimited, Some(429)));
         assert!(on.allows(Outcome::ServerError, Some(502)));
+        // An overloaded upstream's 529 is retried by default, on another deployment first.
+        assert!(on.allows(Outcome::Overloaded, Some(529)));
         assert!(!on.allows(Outcome::ServerError, Some(500 + 1)));
         assert!(on.allows(Outcome::ConnectError, None));
         assert!(!on.allows(Outcome::StreamInterrupted, None));
