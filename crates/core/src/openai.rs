@@ -27,6 +27,10 @@ pub struct RequestPeek<'a> {
     /// Responses API: the stored response this one continues.
     #[serde(borrow, default)]
     pub previous_response_id: Option<Cow<'a, str>>,
+    /// Responses API: the stored conversation this one adds to (an id, or `{"id": ..}`);
+    /// kept raw, and read only when present.
+    #[serde(borrow, default)]
+    pub conversation: Option<&'a RawValue>,
 }
 
 /// `stream_options` as far as usage reporting goes; other options are forwarded untouched.
@@ -36,7 +40,26 @@ pub struct StreamOptionsPeek {
     pub include_usage: Option<bool>,
 }
 
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ConversationRef {
+    Id(String),
+    Object { id: String },
+}
+
 impl RequestPeek<'_> {
+    /// The stored state a Responses request builds on, which only the upstream that holds it
+    /// can serve: its `previous_response_id`, else its `conversation`'s id.
+    pub fn stored_context(&self) -> Option<String> {
+        if let Some(id) = &self.previous_response_id {
+            return Some(id.clone().into_owned());
+        }
+        let raw = self.conversation?;
+        match serde_json::from_str::<ConversationRef>(raw.get()).ok()? {
+            ConversationRef::Id(id) | ConversationRef::Object { id } => Some(id),
+        }
+    }
+
     pub fn is_stream(&self) -> bool {
         self.stream == Some(true)
     }
@@ -227,6 +250,22 @@ mod tests {
         assert_eq!(p.model.as_deref(), Some("gpt-4o-mini"));
         assert!(p.is_stream());
         assert!(p.wants_stream_usage());
+    }
+
+    #[test]
+    fn a_responses_request_builds_on_its_previous_response_or_its_conversation() {
+        let peek = |body: &'static str| serde_json::from_str::<RequestPeek<'_>>(body).unwrap();
+        let both = peek(r#"{"model":"m","previous_response_id":"resp_1","conversation":"conv_1"}"#);
+        assert_eq!(both.stored_context().as_deref(), Some("resp_1"));
+        let named = peek(r#"{"model":"m","conversation":"conv_2"}"#);
+        assert_eq!(named.stored_context().as_deref(), Some("conv_2"));
+        let object = peek(r#"{"model":"m","conversation":{"id":"conv_3"}}"#);
+        assert_eq!(object.stored_context().as_deref(), Some("conv_3"));
+        assert_eq!(
+            peek(r#"{"model":"m","conversation":null}"#).stored_context(),
+            None
+        );
+        assert_eq!(peek(r#"{"model":"m"}"#).stored_context(), None);
     }
 
     #[test]

@@ -17,14 +17,25 @@ use serde_json::json;
 use crate::usage::{ResponsesUsage, Usage};
 
 #[derive(Deserialize)]
-struct UsagePeek {
+struct UsagePeek<'a> {
     #[serde(default)]
     usage: Option<ResponsesUsage>,
+    #[serde(borrow, default)]
+    status: Option<Cow<'a, str>>,
 }
 
 /// Validates a complete response body and returns its `usage`, if any.
 pub fn read_usage(body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
-    serde_json::from_slice::<UsagePeek>(body).map(|p| p.usage.map(Usage::from))
+    read_answer(body).map(|(usage, _)| usage)
+}
+
+/// Validates a complete response body and returns its `usage`, if any, and whether the
+/// response is still pending (`queued` or `in_progress`: created with `background: true`),
+/// so that its usage is not due yet.
+pub fn read_answer(body: &[u8]) -> Result<(Option<Usage>, bool), serde_json::Error> {
+    let peek = serde_json::from_slice::<UsagePeek<'_>>(body)?;
+    let pending = matches!(peek.status.as_deref(), Some("queued" | "in_progress"));
+    Ok((peek.usage.map(Usage::from), pending))
 }
 
 #[derive(Deserialize)]
@@ -41,10 +52,10 @@ struct ErrorFields<'a> {
     param: Option<Cow<'a, str>>,
 }
 
-/// Whether an upstream's 4xx says it does not hold the stored response a request continues:
-/// OpenAI answers 400 with `code: previous_response_not_found` (some servers only name the
-/// `param`), or 404.
-pub fn is_unknown_previous_response(status: u16, body: &[u8]) -> bool {
+/// Whether an upstream's 4xx says it does not hold the stored response (or conversation) a
+/// request builds on: OpenAI answers 400 with `code: previous_response_not_found` (some
+/// servers only name the `param`), or 404.
+pub fn is_unknown_stored_context(status: u16, body: &[u8]) -> bool {
     match status {
         404 => true,
         400 => serde_json::from_slice::<ErrorPeek<'_>>(body)
@@ -52,7 +63,10 @@ pub fn is_unknown_previous_response(status: u16, body: &[u8]) -> bool {
             .and_then(|p| p.error)
             .is_some_and(|e| {
                 e.code.as_deref() == Some("previous_response_not_found")
-                    || e.param.as_deref() == Some("previous_response_id")
+                    || matches!(
+                        e.param.as_deref(),
+                        Some("previous_response_id" | "conversation")
+                    )
             }),
         _ => false,
     }
@@ -196,17 +210,20 @@ mod tests {
         let body = br#"{"id":"resp_1","object":"response","status":"completed",
             "usage":{"input_tokens":3,"output_tokens":2,"total_tokens":5}}"#;
         assert_eq!(read_usage(body).unwrap().unwrap().completion(), 2);
+        let background = br#"{"id":"resp_2","object":"response","status":"queued","usage":null}"#;
+        assert_eq!(read_answer(background).unwrap(), (None, true));
+        assert!(!read_answer(body).unwrap().1);
         assert!(read_usage(br#"{"id":"resp_1","usage":{"#).is_err());
     }
 
     #[test]
     fn an_unknown_previous_response_is_told_from_other_client_errors() {
         let missing = br#"{"error":{"message":"Previous response with id 'resp_1' not found.","type":"invalid_request_error","param":"previous_response_id","code":"previous_response_not_found"}}"#;
-        assert!(is_unknown_previous_response(400, missing));
-        assert!(is_unknown_previous_response(404, b"not json"));
+        assert!(is_unknown_stored_context(400, missing));
+        assert!(is_unknown_stored_context(404, b"not json"));
         let other = br#"{"error":{"message":"bad","type":"invalid_request_error","param":"input","code":null}}"#;
-        assert!(!is_unknown_previous_response(400, other));
-        assert!(!is_unknown_previous_response(401, missing));
+        assert!(!is_unknown_stored_context(400, other));
+        assert!(!is_unknown_stored_context(401, missing));
     }
 
     #[test]

@@ -28,10 +28,10 @@ pub struct ProxyRequest {
     pub client_wants_usage: bool,
     /// The body has a `stream_options` object of its own.
     pub has_stream_options: bool,
-    /// Responses API: the stored response this request continues, which only the upstream
-    /// that holds it can serve.
-    pub previous_response_id: Option<String>,
-    /// The upstream the request must go to: for a `previous_response_id`, the one its
+    /// Responses API: the stored response (`previous_response_id`) or conversation this
+    /// request builds on, which only the upstream that holds it can serve.
+    pub stored_context: Option<String>,
+    /// The upstream the request must go to: for a request with a stored context, the one its
     /// `x-mcp-upstream` header names.
     pub pinned: Option<UpstreamId>,
     /// The client's headers the upstream's API reads (Anthropic's `anthropic-version` and
@@ -91,11 +91,11 @@ pub async fn read(
     let stream = peek.is_stream() && endpoint.can_stream();
     let client_wants_usage = peek.wants_stream_usage();
     let has_stream_options = peek.stream_options.is_some();
-    let previous_response_id = match endpoint {
-        Endpoint::Responses => peek.previous_response_id.map(|id| id.into_owned()),
+    let stored_context = match endpoint {
+        Endpoint::Responses => peek.stored_context(),
         _ => None,
     };
-    let pinned = match &previous_response_id {
+    let pinned = match &stored_context {
         Some(_) => pinned_upstream(req, state, model, kind)?,
         None => None,
     };
@@ -110,7 +110,7 @@ pub async fn read(
         stream,
         client_wants_usage,
         has_stream_options,
-        previous_response_id,
+        stored_context,
         pinned,
         forwarded,
     })

@@ -12,8 +12,9 @@
 //! streams commit on their 2xx headers.
 //!
 //! Only deployments of the endpoint's kind are candidates (an Anthropic model's deployments
-//! never see a chat completion). A Responses request that continues a stored response
-//! (`previous_response_id`) can only be served by the upstream that holds it: it is pinned to
+//! never see a chat completion). A Responses request that builds on a stored response or
+//! conversation (`previous_response_id`, `conversation`) can only be served by the upstream
+//! that holds it: it is pinned to
 //! the upstream its `x-mcp-upstream` header names, or else it searches: an upstream that
 //! answers that it does not know the response is left out and the next one is tried at once,
 //! which is neither a failure nor a retry.

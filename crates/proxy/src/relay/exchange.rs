@@ -52,6 +52,9 @@ pub struct Exchange {
     content_chunks: u64,
     /// The whole answer was handed over; dropping before this means the client left.
     complete: bool,
+    /// The answer is a response created in the background: its usage comes later, so an
+    /// answer without it is not a gap.
+    usage_not_due: bool,
 }
 
 impl Exchange {
@@ -77,6 +80,7 @@ impl Exchange {
             last_token: None,
             content_chunks: 0,
             complete: false,
+            usage_not_due: false,
         }
     }
 
@@ -168,6 +172,11 @@ impl Exchange {
         self.own_work += work;
     }
 
+    /// The answer reports no usage because it is not due yet (a background response).
+    pub fn usage_not_due(&mut self) {
+        self.usage_not_due = true;
+    }
+
     pub fn set_usage(&mut self, usage: Usage) {
         self.usage = Some(usage);
     }
@@ -250,7 +259,7 @@ impl Exchange {
             metrics.usage.record(model, upstream, usage, pricing);
         }
         let succeeded = (200..300).contains(&status) && self.error.is_none();
-        if self.usage.is_none() && succeeded && self.complete {
+        if self.usage.is_none() && succeeded && self.complete && !self.usage_not_due {
             metrics.usage.record_missing(self.endpoint, upstream);
         }
         usage

@@ -98,9 +98,9 @@ pub(super) async fn try_once(
         Ok(body) => body,
         Err(e) => return Ok(failed(exchange, &mut attempt, e)),
     };
-    let usage = match outcome {
+    let (usage, pending) = match outcome {
         Outcome::Success => match read_usage(endpoint.protocol(), &body) {
-            Ok(usage) => usage,
+            Ok(read) => read,
             Err(_) => {
                 attempt.finish(Outcome::Malformed);
                 exchange.note_attempt(upstream_id, model, Outcome::Malformed);
@@ -117,7 +117,7 @@ pub(super) async fn try_once(
                 });
             }
         },
-        _ => None,
+        _ => (None, false),
     };
     attempt.finish(outcome);
     exchange.note_attempt(upstream_id, model, outcome);
@@ -133,6 +133,9 @@ pub(super) async fn try_once(
         if let Some(usage) = usage {
             exchange.set_usage(usage);
         }
+        if pending {
+            exchange.usage_not_due();
+        }
         return Ok(Tried::Answer(answer));
     }
     let failure = Failure {
@@ -140,9 +143,9 @@ pub(super) async fn try_once(
         status: Some(status),
         retry_after,
     };
-    if request.previous_response_id.is_some()
+    if request.stored_context.is_some()
         && let Dispatched::Complete { body, .. } = &answer
-        && responses::is_unknown_previous_response(status, body)
+        && responses::is_unknown_stored_context(status, body)
     {
         return Ok(Tried::Missed { failure, answer });
     }
@@ -152,12 +155,13 @@ pub(super) async fn try_once(
     })
 }
 
-/// Validates a 2xx body in the endpoint's wire format and reads its usage.
-fn read_usage(protocol: Protocol, body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
+/// Validates a 2xx body in the endpoint's wire format and reads its usage, and whether the
+/// answer is a response still pending (created in the background), whose usage is not due.
+fn read_usage(protocol: Protocol, body: &[u8]) -> Result<(Option<Usage>, bool), serde_json::Error> {
     match protocol {
-        Protocol::OpenAi => openai::read_usage(body),
-        Protocol::Responses => responses::read_usage(body),
-        Protocol::Anthropic => anthropic::read_usage(body),
+        Protocol::OpenAi => openai::read_usage(body).map(|usage| (usage, false)),
+        Protocol::Responses => responses::read_answer(body),
+        Protocol::Anthropic => anthropic::read_usage(body).map(|usage| (usage, false)),
     }
 }
 

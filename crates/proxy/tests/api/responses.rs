@@ -234,3 +234,19 @@ async fn a_chat_model_only_anthropic_serves_is_not_found_on_the_openai_endpoints
     let m = app.scrape().await;
     assert_eq!(m.get("mcp_server_upstream_requests_total", &[]), 0.0);
 }
+
+#[tokio::test]
+async fn a_background_response_has_no_usage_yet_and_is_not_a_gap() {
+    let queued =
+        br#"{"id":"resp_bg","object":"response","status":"queued","background":true,"usage":null}"#;
+    let mut options = Spawn::default();
+    options.upstream = Some(raw_upstream("application/json", vec![queued.to_vec()]).await);
+    let app = spawn(options).await;
+    let body = json!({"model": MODEL, "input": "hi", "background": true});
+    let response = app.post_json("/v1/responses", &body).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().await.unwrap(), &queued[..]);
+    let m = app.scrape().await;
+    assert_eq!(m.get("mcp_server_usage_missing_total", &[]), 0.0);
+    assert_eq!(m.get("mcp_server_token_usage_total", &[]), 0.0);
+}

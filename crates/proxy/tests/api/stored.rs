@@ -221,3 +221,16 @@ async fn a_streamed_retrieval_is_relayed_event_by_event_and_counts_no_tokens() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn a_request_in_a_stored_conversation_is_pinned_like_a_continuation() {
+    let app = spawn(two_accounts()).await;
+    for pinned in ["secondary", "primary", "secondary", "primary"] {
+        let body = json!({"model": MODEL, "input": "hi", "conversation": {"id": "conv_1"}});
+        let response = app
+            .post_with("/v1/responses", &[("x-mcp-upstream", pinned)], &body)
+            .await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(header(&response, "x-mcp-upstream"), pinned);
+    }
+}
