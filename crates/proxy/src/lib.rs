@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod configuration;
 pub mod error;
+pub mod gateway;
 pub mod intake;
 pub mod middleware;
 pub mod relay;

@@ -21,6 +21,7 @@ use mcp_core::upstream::{UpstreamId, UpstreamResponse};
 pub use exchange::Exchange;
 
 use crate::error::ApiError;
+use crate::gateway::Gateway;
 use crate::intake;
 use crate::state::AppState;
 use dispatch::Dispatched;
@@ -37,9 +38,9 @@ pub async fn forward(
     endpoint: Endpoint,
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    gateway: web::Data<Gateway>,
 ) -> Result<HttpResponse, ApiError> {
-    let state = state.into_inner();
+    let state = gateway.current();
     let mut exchange = Exchange::begin(state.clone(), endpoint);
     let result = proxy(&mut exchange, endpoint, &req, payload, &state).await;
     match result {

@@ -8,8 +8,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use mcp_core::{Endpoint, ErrorType};
 
 use crate::error::ApiError;
+use crate::gateway::Gateway;
 use crate::relay;
-use crate::state::AppState;
 
 pub use health::{HEALTH_PATH, READY_PATH};
 
@@ -59,25 +59,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn chat_completions(
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    gateway: web::Data<Gateway>,
 ) -> Result<HttpResponse, ApiError> {
-    relay::forward(Endpoint::ChatCompletions, req, payload, state).await
+    relay::forward(Endpoint::ChatCompletions, req, payload, gateway).await
 }
 
 async fn completions(
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    gateway: web::Data<Gateway>,
 ) -> Result<HttpResponse, ApiError> {
-    relay::forward(Endpoint::Completions, req, payload, state).await
+    relay::forward(Endpoint::Completions, req, payload, gateway).await
 }
 
 async fn embeddings(
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    gateway: web::Data<Gateway>,
 ) -> Result<HttpResponse, ApiError> {
-    relay::forward(Endpoint::Embeddings, req, payload, state).await
+    relay::forward(Endpoint::Embeddings, req, payload, gateway).await
 }
 
 /// Paths in messages are cut short: they come from the client.

@@ -14,6 +14,7 @@ mod errors;
 mod helpers;
 mod logs;
 mod metrics;
+mod reload;
 mod routing;
 mod scrape;
 mod streaming;

@@ -1,6 +1,15 @@
 //! What every worker shares: the routing table and each deployment's breaker, the upstreams
 //! (client, health, slots), the retry policy and budget, the clock policies read, the metric
-//! families and the request limits. Built once at start-up.
+//! families and the request limits.
+//!
+//! An [`AppState`] is one configuration's: built at start-up and again on every reload
+//! ([`build`]), when it takes over from the old one whatever has state that must outlive a
+//! reload (upstream pools and slots, breakers, the retry budget). A request keeps the state
+//! it started with until it ends; [`crate::gateway::Gateway`] hands out the current one.
+
+mod build;
+
+pub use build::{BuildError, Shared};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,16 +22,19 @@ use mcp_core::resilience::{
 };
 use mcp_core::routing::{DeploymentId, RoutingTable};
 use mcp_core::upstream::{Outcome, UpstreamClient, UpstreamHealth, UpstreamId};
+use secrecy::SecretString;
+
+use crate::configuration::UpstreamPlan;
 
 #[derive(Debug)]
 pub struct AppState {
     pub routes: RoutingTable,
     /// By `UpstreamId`.
-    pub upstreams: Vec<Upstream>,
+    pub upstreams: Vec<Arc<Upstream>>,
     /// By `DeploymentId`.
-    pub breakers: Vec<CircuitBreaker>,
+    pub breakers: Vec<Arc<CircuitBreaker>>,
     pub retry: RetryPolicy,
-    pub budget: RetryBudget,
+    pub budget: Arc<RetryBudget>,
     /// The longest a request may take, every attempt and wait included.
     pub deadline: Duration,
     pub clock: Arc<dyn Clock>,
@@ -37,6 +49,9 @@ pub struct AppState {
 /// One upstream: how to reach it, whether it can be reached, and its slots.
 #[derive(Debug)]
 pub struct Upstream {
+    /// What it was built from; a reload keeps it when its plan and key have not changed.
+    pub plan: UpstreamPlan,
+    key: Option<SecretString>,
     pub client: Arc<UpstreamClient>,
     /// Down means unreachable; failing is the breakers' business.
     pub health: UpstreamHealth,

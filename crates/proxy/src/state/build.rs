@@ -1,0 +1,188 @@
+//! Building an [`AppState`] from settings, at start-up or on a reload.
+//!
+//! On a reload the new state takes over from the old one what must not start again: an
+//! upstream whose plan and key are unchanged keeps its connection pools, its health and its
+//! in-flight slots (requests still running on the old state hold the same slots); a
+//! deployment that still exists, with the same breaker settings, keeps its breaker; the
+//! retry budget keeps its window when its settings are unchanged. Everything else (routes,
+//! prices, the policies) is the new configuration's. The metric families are the same ones,
+//! rebound to the new label values.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use mcp_core::clock::Clock;
+use mcp_core::metrics::{LabelSets, Metrics, label_values};
+use mcp_core::openai::ModelList;
+use mcp_core::resilience::{CircuitBreaker, ConcurrencyLimit, RetryBudget};
+use mcp_core::upstream::{UpstreamClient, UpstreamHealth, UpstreamId, UpstreamOptions};
+use secrecy::ExposeSecret;
+
+use super::{AppState, Upstream};
+use crate::configuration::{Secrets, Settings, SettingsError};
+
+/// What every state of the process shares, whatever the configuration.
+#[derive(Debug)]
+pub struct Shared {
+    pub clock: Arc<dyn Clock>,
+    /// The families as first registered; each state rebinds them to its label values.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Settings that cannot be turned into a state.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error("upstream `{name}`: {source}")]
+    Upstream {
+        name: String,
+        #[source]
+        source: mcp_core::upstream::BuildError,
+    },
+    #[error("the metric families could not take the new label values: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("the model list could not be rendered: {0}")]
+    ModelList(#[from] serde_json::Error),
+}
+
+impl AppState {
+    /// The state for `settings`, taking over what it can from `previous`.
+    pub fn build(
+        settings: &Settings,
+        secrets: &Secrets,
+        shared: &Shared,
+        previous: Option<&AppState>,
+    ) -> Result<Self, BuildError> {
+        let routes = settings.routing_table()?;
+        let plans = settings.upstream_plans(|env| secrets.key(env).is_some());
+        let sets = LabelSets {
+            models: label_values(routes.catalog().labels().iter().cloned()),
+            upstreams: label_values(plans.iter().map(|p| p.name.clone())),
+        };
+        let metrics = Arc::new(shared.metrics.rebind(&sets)?);
+
+        let mut upstreams = Vec::with_capacity(plans.len());
+        for (i, plan) in plans.into_iter().enumerate() {
+            let id = UpstreamId::new(i);
+            let key = secrets.key(&plan.api_key_env).cloned();
+            let same = |old: &&Arc<Upstream>| {
+                old.plan == plan
+                    && old.key.as_ref().map(ExposeSecret::expose_secret)
+                        == key.as_ref().map(ExposeSecret::expose_secret)
+            };
+            if let Some(old) = previous.and_then(|p| p.upstreams.get(i)).filter(same) {
+                upstreams.push(Arc::clone(old));
+                continue;
+            }
+            let client = UpstreamClient::new(
+                id,
+                UpstreamOptions {
+                    name: plan.name.clone(),
+                    base_url: plan.base_url.clone(),
+                    api_key: key.clone(),
+                    connect_timeout: plan.connect_timeout,
+                    request_timeout: plan.request_timeout,
+                    pool_idle_timeout: Duration::from_secs(
+                        settings.upstream.pool_idle_timeout_secs,
+                    ),
+                    pool_max_idle_per_host: settings.upstream.pool_max_idle_per_host,
+                },
+            )
+            .map_err(|source| BuildError::Upstream {
+                name: plan.name.clone(),
+                source,
+            })?;
+            upstreams.push(Arc::new(Upstream {
+                health: UpstreamHealth::new(
+                    plan.name.clone(),
+                    settings.upstream.unhealthy_after,
+                    metrics.upstream.up_gauge(id),
+                ),
+                limit: ConcurrencyLimit::new(plan.concurrency, metrics.routing.in_flight_gauge(id)),
+                stream_idle_timeout: plan.stream_idle_timeout,
+                client: Arc::new(client),
+                key,
+                plan,
+            }));
+        }
+
+        let now = shared.clock.now();
+        let breaker_policy = settings.routing.breaker_policy();
+        let breakers = routes
+            .deployments()
+            .iter()
+            .map(|d| {
+                let upstream = &upstreams[d.upstream.index()].plan.name;
+                let model = routes.catalog().label(d.model);
+                let kept = previous.and_then(|p| {
+                    p.routes.deployments().iter().find_map(|old| {
+                        let same = p.upstreams[old.upstream.index()].plan.name == *upstream
+                            && p.routes.catalog().label(old.model) == model
+                            && old.upstream_model == d.upstream_model;
+                        let breaker = &p.breakers[old.id.index()];
+                        (same && *breaker.policy() == breaker_policy).then(|| Arc::clone(breaker))
+                    })
+                });
+                let breaker = kept
+                    .unwrap_or_else(|| Arc::new(CircuitBreaker::new(breaker_policy.clone(), now)));
+                metrics
+                    .routing
+                    .add_deployment(d.upstream, d.model, breaker.state());
+                breaker
+            })
+            .collect();
+        for spec in routes.catalog().specs() {
+            let from = routes.catalog().resolve(&spec.id).expect("configured");
+            for to in &spec.fallbacks {
+                let to = routes.catalog().resolve(to).expect("validated");
+                metrics.routing.add_fallback(from, to);
+            }
+        }
+        let budget_policy = settings.routing.budget_policy();
+        let budget = previous
+            .map(|p| &p.budget)
+            .filter(|b| *b.policy() == budget_policy)
+            .map_or_else(
+                || Arc::new(RetryBudget::new(budget_policy, now)),
+                Arc::clone,
+            );
+
+        let owner = if upstreams.len() == 1 {
+            upstreams[0].plan.name.as_str()
+        } else {
+            "mcp-server"
+        };
+        let names = routes
+            .catalog()
+            .specs()
+            .iter()
+            .flat_map(|s| std::iter::once(&s.id).chain(&s.aliases))
+            .map(String::as_str);
+        let models_body = Bytes::from(serde_json::to_vec(&ModelList::new(
+            names,
+            owner,
+            unix_now(),
+        ))?);
+        Ok(AppState {
+            routes,
+            upstreams,
+            breakers,
+            retry: settings.routing.retry_policy(),
+            budget,
+            deadline: settings.routing.deadline(),
+            clock: Arc::clone(&shared.clock),
+            metrics,
+            max_body_bytes: settings.server.max_body_bytes,
+            max_response_bytes: settings.upstream.max_response_bytes,
+            models_body,
+        })
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
