@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod endpoint;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod models;
 pub mod openai;
