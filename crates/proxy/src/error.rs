@@ -19,6 +19,8 @@ pub struct ApiError {
     kind: ErrorType,
     message: Cow<'static, str>,
     param: Option<&'static str>,
+    /// The body's `type`, when not the classification's own (OpenAI's 429s say which limit).
+    openai_type: Option<&'static str>,
     /// Headers the response carries besides the body's (`Retry-After`, the attempts).
     headers: Vec<(HeaderName, HeaderValue)>,
 }
@@ -29,8 +31,15 @@ impl ApiError {
             kind,
             message: message.into(),
             param: None,
+            openai_type: None,
             headers: Vec::new(),
         }
+    }
+
+    /// Sets the body's `type`.
+    pub fn with_type(mut self, openai_type: &'static str) -> Self {
+        self.openai_type = Some(openai_type);
+        self
     }
 
     /// Adds a header to the response.
@@ -80,7 +89,9 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = error_response(self.status_code(), self.kind, &self.message, self.param);
+        let openai_type = self.openai_type.unwrap_or(self.kind.openai_type());
+        let body = ErrorBody::new(&self.message, openai_type, self.param, self.kind.code());
+        let mut response = json_error(self.status_code(), self.kind, body.to_json());
         for (name, value) in &self.headers {
             response.headers_mut().insert(name.clone(), value.clone());
         }
@@ -95,7 +106,11 @@ pub fn error_response(
     message: &str,
     param: Option<&str>,
 ) -> HttpResponse {
-    let body = ErrorBody::new(message, kind.openai_type(), param, kind.as_str()).to_json();
+    let body = ErrorBody::new(message, kind.openai_type(), param, kind.code()).to_json();
+    json_error(status, kind, body)
+}
+
+fn json_error(status: StatusCode, kind: ErrorType, body: String) -> HttpResponse {
     let mut response = HttpResponse::build(status)
         .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
         .body(body);

@@ -24,6 +24,8 @@ pub struct ProxyRequest {
     pub client_wants_usage: bool,
     /// The body has a `stream_options` object of its own.
     pub has_stream_options: bool,
+    /// `max_completion_tokens` or `max_tokens`, when the client set one.
+    pub max_output_tokens: Option<u64>,
 }
 
 /// Longest model name echoed into a log line or an error message.
@@ -57,6 +59,7 @@ pub async fn read(
     let stream = peek.is_stream() && endpoint.can_stream();
     let client_wants_usage = peek.wants_stream_usage();
     let has_stream_options = peek.stream_options.is_some();
+    let max_output_tokens = peek.max_output_tokens();
     Ok(ProxyRequest {
         body,
         model,
@@ -64,6 +67,7 @@ pub async fn read(
         stream,
         client_wants_usage,
         has_stream_options,
+        max_output_tokens,
     })
 }
 

@@ -5,6 +5,7 @@
 //! keeping each request's books and [`middleware::ErrorAccounting`] counting every error.
 //! [`startup::Application`] assembles it from [`configuration::Settings`].
 
+pub mod admission;
 pub mod cli;
 pub mod configuration;
 pub mod error;

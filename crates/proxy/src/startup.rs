@@ -73,6 +73,7 @@ impl Application {
         let empty = LabelSets {
             models: label_values::<String>([]),
             upstreams: label_values::<String>([]),
+            keys: label_values::<String>([]),
         };
         let metrics = Arc::new(Metrics::register(&registry, &empty, &build_info())?);
         let shared = Shared {

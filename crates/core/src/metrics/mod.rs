@@ -8,6 +8,7 @@
 
 mod gateway;
 mod indexed;
+mod keys;
 mod routing;
 mod upstream;
 mod usage;
@@ -20,6 +21,7 @@ use prometheus::{IntGaugeVec, Opts, Registry};
 
 pub use gateway::{DisconnectPhase, GatewayMetrics, ReloadResult};
 pub use indexed::{Family, Indexed, LabelValues, label_values};
+pub use keys::KeyMetrics;
 pub use routing::{ATTEMPT_BUCKETS, QUEUE_WAIT_BUCKETS, RETRY_REASONS, RoutingMetrics};
 pub use upstream::{RateLimitKind, UpstreamMetrics};
 pub use usage::UsageMetrics;
@@ -63,6 +65,8 @@ pub struct LabelSets {
     pub models: LabelValues,
     /// Configured upstream names, in [`crate::upstream::UpstreamId`] order.
     pub upstreams: LabelValues,
+    /// Configured client key names (or `_all`), then `_global`.
+    pub keys: LabelValues,
 }
 
 /// The running build, for `mcp_server_build_info`.
@@ -79,6 +83,7 @@ pub struct Metrics {
     pub usage: UsageMetrics,
     pub upstream: UpstreamMetrics,
     pub routing: RoutingMetrics,
+    pub keys: KeyMetrics,
     /// Every family registered, whether or not it has a series yet: its full name and its
     /// label keys.
     families: Vec<(String, Vec<String>)>,
@@ -140,11 +145,13 @@ impl Metrics {
         let usage = UsageMetrics::register(&mut reg, sets)?;
         let upstream = UpstreamMetrics::register(&mut reg, sets)?;
         let routing = RoutingMetrics::register(&mut reg, sets)?;
+        let keys = KeyMetrics::register(&mut reg, sets)?;
         Ok(Self {
             gateway,
             usage,
             upstream,
             routing,
+            keys,
             families: reg.families,
             collectors: Arc::clone(collectors),
         })
@@ -228,6 +235,7 @@ mod tests {
         let sets = LabelSets {
             models: label_values(["m", "other"]),
             upstreams: label_values(["u"]),
+            keys: label_values(["k", "_global"]),
         };
         let build = BuildInfo {
             version: "1".into(),
@@ -268,6 +276,7 @@ mod tests {
         let sets = LabelSets {
             models: label_values(["a", "other"]),
             upstreams: label_values(["u"]),
+            keys: label_values(["k", "_global"]),
         };
         let build = BuildInfo {
             version: "1".into(),
@@ -280,6 +289,7 @@ mod tests {
         let wider = LabelSets {
             models: label_values(["a", "b", "other"]),
             upstreams: label_values(["u", "v"]),
+            keys: label_values(["_global"]),
         };
         let after = before.rebind(&wider).unwrap();
         assert_eq!(after.families(), before.families());

@@ -20,6 +20,7 @@ use mcp_core::upstream::{UpstreamId, UpstreamResponse};
 
 pub use exchange::Exchange;
 
+use crate::admission;
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::intake;
@@ -81,8 +82,18 @@ async fn proxy(
     payload: web::Payload,
     state: &std::sync::Arc<AppState>,
 ) -> Result<Answer, ApiError> {
+    let key = admission::authenticate(state, req)?;
+    exchange.key(key);
+    exchange.hold(admission::occupy(state, key)?);
     let request = intake::read(endpoint, req, payload, state).await?;
     exchange.accept(&request);
+    admission::check_model(state, key, request.model, &request.requested_model)?;
+    if state.limits_active {
+        let tokens = request
+            .max_output_tokens
+            .unwrap_or(state.default_max_tokens);
+        exchange.admitted(admission::admit(state, key, tokens).await?);
+    }
     let strip_usage = request.stream && !request.client_wants_usage;
     let body = if strip_usage {
         stream::ask_for_usage(request.body.clone(), request.has_stream_options)?
@@ -135,6 +146,13 @@ fn insert_served_headers(exchange: &Exchange, builder: &mut HttpResponseBuilder)
     }
     if exchange.attempts() > 0 {
         builder.insert_header((ATTEMPTS, HeaderValue::from(exchange.attempts())));
+    }
+    // The client's own limits, in place of the upstream's (which describe the gateway's
+    // account with the provider, not the client).
+    if let Some(admitted) = exchange.admission() {
+        for header in admission::ratelimit_headers(&admitted.headroom) {
+            builder.insert_header(header);
+        }
     }
 }
 

@@ -303,7 +303,7 @@ impl SseRelay {
             return before;
         }
         let kind = ErrorType::StreamInterrupted;
-        let event = ErrorBody::new(&message, kind.openai_type(), None, kind.as_str()).to_json();
+        let event = ErrorBody::new(&message, kind.openai_type(), None, kind.code()).to_json();
         let mut out = BytesMut::with_capacity(before.len() + event.len() + 8);
         out.extend_from_slice(&before);
         out.extend_from_slice(b"data: ");

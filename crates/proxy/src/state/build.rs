@@ -19,8 +19,12 @@ use mcp_core::resilience::{CircuitBreaker, ConcurrencyLimit, RetryBudget};
 use mcp_core::upstream::{UpstreamClient, UpstreamHealth, UpstreamId, UpstreamOptions};
 use secrecy::ExposeSecret;
 
-use super::{AppState, Upstream};
-use crate::configuration::{Secrets, Settings, SettingsError};
+use futures_util::FutureExt;
+use mcp_core::limits::{KeyId, Limiter, MemoryLimiter, Quota};
+
+use super::{AppState, Gates, Upstream};
+use crate::admission::Gate;
+use crate::configuration::{ALL_KEYS_LABEL, GLOBAL_KEY_LABEL, Secrets, Settings, SettingsError};
 
 /// What every state of the process shares, whatever the configuration.
 #[derive(Debug)]
@@ -57,9 +61,17 @@ impl AppState {
     ) -> Result<Self, BuildError> {
         let routes = settings.routing_table()?;
         let plans = settings.upstream_plans(|env| secrets.key(env).is_some());
+        let (keys, key_limits) = settings.key_table(secrets)?;
+        let key_label = settings.metrics.key_label;
+        let key_names: Vec<String> = if key_label {
+            keys.names().to_vec()
+        } else {
+            vec![ALL_KEYS_LABEL.to_owned()]
+        };
         let sets = LabelSets {
             models: label_values(routes.catalog().labels().iter().cloned()),
             upstreams: label_values(plans.iter().map(|p| p.name.clone())),
+            keys: label_values(key_names.into_iter().chain([GLOBAL_KEY_LABEL.to_owned()])),
         };
         let metrics = Arc::new(shared.metrics.rebind(&sets)?);
 
@@ -165,6 +177,61 @@ impl AppState {
             owner,
             unix_now(),
         ))?);
+        let allowed_models = settings
+            .keys
+            .iter()
+            .map(|k| {
+                k.models.as_ref().map(|names| {
+                    names
+                        .iter()
+                        .filter_map(|n| routes.catalog().resolve(n))
+                        .collect()
+                })
+            })
+            .collect();
+        let global = settings.limits.global;
+        let limiter = Arc::new(MemoryLimiter::new(
+            &key_limits,
+            global.quota(),
+            Arc::clone(&shared.clock),
+            previous.map(|p| &*p.limiter),
+        ));
+        let limits_active = global.quota() != Quota::default()
+            || key_limits
+                .iter()
+                .any(|k| k.quota != Quota::default() || k.budget.is_some());
+        let gate = |limit: Option<u32>, old: Option<&Arc<Gate>>| {
+            old.filter(|g| g.limit() == limit)
+                .map_or_else(|| Arc::new(Gate::new(limit)), Arc::clone)
+        };
+        let old_gate = |name: &str| {
+            let p = previous?;
+            let i = p.keys.names().iter().position(|n| n == name)?;
+            p.gates.keys.get(i)
+        };
+        let gates = Gates {
+            global: gate(
+                global.concurrent_requests,
+                previous.map(|p| &p.gates.global),
+            ),
+            keys: settings
+                .keys
+                .iter()
+                .map(|k| gate(k.limits.concurrent_requests, old_gate(&k.name)))
+                .collect(),
+        };
+        for (i, k) in key_limits.iter().enumerate() {
+            let (Some(budget), true) = (k.budget, key_label) else {
+                continue;
+            };
+            let id = KeyId::from_index(i);
+            let remaining = limiter
+                .budget_remaining(id)
+                .now_or_never()
+                .flatten()
+                .unwrap_or(budget.usd);
+            metrics.keys.set_budget(i, budget.usd, remaining);
+        }
         Ok(AppState {
             routes,
             upstreams,
@@ -177,6 +244,13 @@ impl AppState {
             max_body_bytes: settings.server.max_body_bytes,
             max_response_bytes: settings.upstream.max_response_bytes,
             models_body,
+            keys,
+            allowed_models,
+            limiter,
+            limits_active,
+            gates,
+            default_max_tokens: settings.limits.default_max_tokens,
+            key_label,
         })
     }
 }

@@ -12,6 +12,7 @@
 mod endpoints;
 mod errors;
 mod helpers;
+mod keys;
 mod logs;
 mod metrics;
 mod reload;
