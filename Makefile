@@ -9,7 +9,7 @@ MOCK_LISTEN ?= 127.0.0.1:8081
 SECONDARY_LISTEN ?= 127.0.0.1:8082
 export PROXY_LISTEN MOCK_LISTEN SECONDARY_LISTEN
 
-.PHONY: help run up down build release test bench lint fmt deps check-monitoring clean
+.PHONY: help run up down build release test bench fuzz lint fmt deps check-monitoring clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -42,8 +42,24 @@ lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-bench: ## Side-by-side benchmark, direct vs through the gateway (~7 min): table on stdout, JSON in bench/results/
-	python3 bench/run.py
+bench: ## Side-by-side benchmark, direct vs through the gateway (~10 min; BASELINE=REV adds that revision's gateway): table on stdout, JSON in bench/results/
+	python3 bench/run.py $(if $(BASELINE),--baseline-rev $(BASELINE))
+
+# Seconds per fuzz target, and the targets (every file in fuzz/fuzz_targets).
+FUZZ_SECS ?= 60
+FUZZ_TARGETS ?= $(basename $(notdir $(wildcard fuzz/fuzz_targets/*.rs)))
+
+fuzz: ## cargo-fuzz the request peek, model replacement, usage reader, chunk summary and SSE splitter, FUZZ_SECS (60) s each; not part of `test`
+	./scripts/install-fuzz.sh
+	# cargo-fuzz builds with nightly-only flags (sanitizer, coverage instrumentation), which the
+	# pinned stable toolchain accepts under RUSTC_BOOTSTRAP. The mock's fixtures seed every
+	# corpus; what a run finds is kept in fuzz/corpus, a crash in fuzz/artifacts.
+	for target in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$target && \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --debug-assertions $$target \
+	    $(CURDIR)/fuzz/corpus/$$target $(CURDIR)/crates/mock-upstream/fixtures -- \
+	    -max_total_time=$(FUZZ_SECS) -dict=$(CURDIR)/fuzz/json.dict || exit 1; \
+	done
 
 check-monitoring: ## promtool and amtool: Prometheus config, rules, rule unit tests, Alertmanager config
 	./scripts/check-monitoring.sh

@@ -4,18 +4,22 @@
 One entry point (`make bench`, or `python3 bench/run.py`). Python 3.11 standard library only.
 
 What it does, in order:
-  1. installs wrk and nginx-light with apt when missing; builds the release binaries;
+  1. installs wrk and nginx-light with apt when missing; builds the release binaries; with
+     --baseline-rev REV, also mcp-proxy at REV (bench/baseline.py; reused when already built);
   2. starts, on CPU 1: nginx serving the fixture bodies (bench/nginx.conf) and the mock upstream
      streaming the stream fixture at a fixed cadence; on CPU 0: the gateways under test
-     (one worker thread each): log level warn, log level info (access log on), and three more for
+     (one worker thread each): log level warn, log level info (access log on), one with two
+     upstreams and a model deployed on both (bench/gateway-two-deployments.yaml, via
+     bench/routing.py), the baseline build when asked for, and three more for
      the streaming runs (in front of the mock, of bench/sse_upstream.py, of nginx's SSE body),
      and the reference: a second nginx as a reverse proxy (bench/nginx-proxy.conf, one worker,
      keep-alive upstream pool) in front of the same upstreams.
      wrk, the reference SSE upstream and this script's own client run on CPU 1 too;
   3. non-streaming chat completions, wrk at 1 and 64 connections, direct to nginx vs through the
-     gateway (warn and info) vs through nginx as a reverse proxy, interleaved, repeated, medians
-     reported; the CPU time of the proxy under test (/proc/PID/stat) and, for the gateway,
-     mcp_server_overhead_seconds (/metrics) around every measured run;
+     gateways (warn, info, two deployments, the baseline build) vs through nginx as a reverse
+     proxy, interleaved, repeated, medians reported; the CPU time of the proxy under test
+     (/proc/PID/stat) and, for the gateways, mcp_server_overhead_seconds (/metrics) around every
+     measured run; the two-deployment gateway's attempt counters (/metrics) around all its runs;
   4. streaming: time to first content token and to [DONE], direct to the upstream vs through the
      gateway, for the mock and for the reference upstream (TCP_NODELAY; also through nginx as a
      reverse proxy), sequentially and 8 at a time, requests interleaved;
@@ -46,6 +50,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import baseline  # bench/baseline.py: --baseline-rev, the other revision's build
+import routing  # bench/routing.py: the two-deployment gateway's settings and scrape check
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -341,6 +348,25 @@ def overhead_delta(before: dict, after: dict, stream: str) -> dict:
     s0, c0 = before.get(stream, (0.0, 0.0))
     s1, c1 = after.get(stream, (0.0, 0.0))
     return {"sum_s": s1 - s0, "count": c1 - c0}
+
+
+def scrape(port: int) -> dict:
+    """Every sample of the gateway's /metrics, keyed by (name, labels)."""
+    status, text = http_get(port, "/metrics", timeout=5)
+    if status != 200:
+        raise RuntimeError(f"/metrics on port {port} answered {status}")
+    return routing.parse_metrics(text.decode())
+
+
+def build_revision(port: int) -> str:
+    """The `revision` label of mcp_server_build_info: which build answers on this port."""
+    try:
+        for (name, labels), _ in scrape(port).items():
+            if name == "mcp_server_build_info":
+                return dict(labels).get("revision", "?")
+    except (OSError, RuntimeError):
+        pass
+    return "?"
 
 
 # --------------------------------------------------------------------------------------------
@@ -763,18 +789,23 @@ def start_ref_upstream(procs: Processes, tmp: Path, ttft_ms: int, interval_ms: i
     return port, proc
 
 
-def start_proxy(procs: Processes, tmp: Path, name: str, upstream: str, level: str) -> tuple[int, subprocess.Popen, Path]:
+def start_proxy(
+    procs: Processes, tmp: Path, name: str, upstream: str | None, level: str,
+    binary: Path = PROXY_BIN, config: Path | None = None,
+) -> tuple[int, subprocess.Popen, Path]:
+    """A gateway on CPU 0 with one worker: `--upstream` (the single-upstream form) or `--config`
+    (a settings file with an `upstreams` list); `binary` is the current build or the baseline's."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not (k.startswith("MCP_") or k in ("RUST_LOG", "OPENAI_API_KEY"))}
     env["MCP__SERVER__WORKERS"] = "1"
     env["MCP__LOG__LEVEL"] = level
     log_path = tmp / f"{name}.log"
-    proc = procs.start(
-        name,
-        ["taskset", "-c", str(PROXY_CPU), str(PROXY_BIN), "--listen", f"127.0.0.1:{port}", "--upstream", upstream],
-        env=env,
-        log_path=log_path,
-    )
+    argv = ["taskset", "-c", str(PROXY_CPU), str(binary), "--listen", f"127.0.0.1:{port}"]
+    if config:
+        argv += ["--config", str(config)]
+    if upstream:
+        argv += ["--upstream", upstream]
+    proc = procs.start(name, argv, env=env, log_path=log_path)
     wait_healthy(name, proc, port, "/health", log_path)
     return port, proc, log_path
 
@@ -818,6 +849,18 @@ def check_answers(json_ports: dict[str, int], stream_ports: dict[str, int]) -> N
             raise RuntimeError(f"{name} streamed {result['content']!r}")
 
 
+def check_served_by(port: int, upstreams: list[str]) -> None:
+    """The two-deployment gateway names the upstream that answered (`x-mcp-upstream`), one of
+    its configured ones, after a single attempt."""
+    request = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    status, headers, answer = http_post(port, CHAT_PATH, request)
+    h = {k.lower(): v for k, v in headers.items()}
+    if status != 200 or h.get("x-mcp-upstream") not in upstreams or h.get("x-mcp-attempts") != "1":
+        raise RuntimeError(
+            f"the two-deployment gateway answered {status} from upstream {h.get('x-mcp-upstream')!r} after "
+            f"{h.get('x-mcp-attempts')!r} attempts (expected one of {upstreams}, 1 attempt): {answer[:300]!r}")
+
+
 def machine_info() -> dict:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
@@ -851,6 +894,31 @@ def machine_info() -> dict:
     }
 
 
+def compare_sides(runs: dict, summary: dict, a: str, b: str) -> dict:
+    """Side a against side b: throughput and CPU per request as ratios a / b, latencies added to
+    direct as differences a - b. `*_per_rep`: the ratio within each repetition."""
+    sa, sb, d = summary[a], summary[b], summary["direct"]
+
+    def per_rep(key: str, value) -> list[float]:
+        return [value(ra) / value(rb) for ra, rb in zip(runs[a][key], runs[b][key]) if value(rb)]
+
+    out = {
+        "rps_ratio_c64": sa["c64"]["rps"] / sb["c64"]["rps"],
+        "rps_ratio_c64_per_rep": per_rep("c64", lambda r: r["rps"]),
+        "cpu_ratio_c64": sa["cpu_us_per_req_c64"] / sb["cpu_us_per_req_c64"],
+        "cpu_ratio_c64_per_rep": per_rep("c64", lambda r: r["cpu_us_per_req"]),
+        "cpu_ratio_c1": sa["cpu_us_per_req_c1"] / sb["cpu_us_per_req_c1"],
+        "cpu_ratio_c1_per_rep": per_rep("c1", lambda r: r["cpu_us_per_req"]),
+        "p50_diff_us_c1": sa["c1"]["p50"] - sb["c1"]["p50"],
+        "p99_diff_us_c1": sa["c1"]["p99"] - sb["c1"]["p99"],
+        "rss_diff_mb_after_c64": sa["rss_peak_mb_after_c64"] - sb["rss_peak_mb_after_c64"],
+    }
+    for side, key in ((a, "a"), (b, "b")):
+        out[f"{key}_added_p50_us_c1"] = summary[side]["c1"]["p50"] - d["c1"]["p50"]
+        out[f"{key}_added_p99_us_c1"] = summary[side]["c1"]["p99"] - d["c1"]["p99"]
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # the report
 
@@ -873,6 +941,21 @@ def verdict(ok: bool | str | None) -> str:
     return "—" if ok is None else ("yes" if ok else "**no**")
 
 
+SIDE_LABELS = {
+    "direct": "direct", "nginx_proxy": "nginx proxy", "proxy_baseline": "baseline", "proxy": "proxy",
+    "proxy_2dep": "two deployments", "proxy_log": "proxy+access log", "forwarder": "bare forwarder",
+}
+
+
+def ratio_spread(per_rep: list[float], inside: bool = False) -> str:
+    """' (per repetition 0.98–1.03x)' when there are several repetitions; `inside` parentheses
+    already: '; per repetition 0.98–1.03x'."""
+    if len(per_rep) < 2:
+        return ""
+    spread = f"per repetition {min(per_rep):.2f}–{max(per_rep):.2f}x"
+    return f"; {spread}" if inside else f" ({spread})"
+
+
 def build_report(res: dict) -> str:
     m = res["machine"]
     s = res["summary"]
@@ -889,9 +972,10 @@ def build_report(res: dict) -> str:
     )
     L.append(f"- tools: {m['nginx']}; {m['wrk']}; python {m['python']}")
     p = res["params"]
+    order = ", ".join(SIDE_LABELS.get(side, side) for side in res.get("side_order", ("direct", "nginx_proxy", "proxy", "proxy_log", "forwarder")))
     L.append(
         f"- runs: wrk -t1, {p['duration_s']} s measured after {p['warmup_s']} s warm-up, {p['reps']} repetitions per side interleaved "
-        f"(direct, nginx proxy, proxy, proxy+access log, bare forwarder, then the reverse order), medians shown; request body "
+        f"({order}, then the reverse order), medians shown; request body "
         f"{res['request_body_bytes']} B, answer = chat_completion.json fixture served by nginx `return 200`"
     )
     L.append(
@@ -1075,6 +1159,7 @@ def build_report(res: dict) -> str:
         f"{fmt(i['rss_peak_mb_after_c64'], 1)} | |"
     )
     L.append("")
+    report_routing_and_baseline(L, s, p99)
     if stalls:
         stalled_runs = []
         for side, by_conc in res["wrk_runs"].items():
@@ -1118,13 +1203,103 @@ def build_report(res: dict) -> str:
     return "\n".join(L) + "\n"
 
 
+def report_routing_and_baseline(L: list[str], s: dict, p99) -> None:
+    """The two-deployment gateway and, with --baseline-rev, the baseline build, each against the
+    single-upstream gateway ("proxy"). `p99` formats a p99 cell and notes a stalled run."""
+    two = s.get("two_deployments")
+    if not two:
+        return  # a result from before this section existed
+    d, w, t2 = s["direct"], s["proxy"], s["proxy_2dep"]
+    c2, rt = two["vs_proxy"], two["routing"]
+    bl = s.get("baseline")
+    b, cb = (s["proxy_baseline"], bl["proxy_vs_baseline"]) if bl else (None, None)
+
+    def mark(*xs) -> str:
+        return " †" if any(x.get("stalled") for x in xs) else ""
+
+    L.append(
+        f"**Routing, and the baseline build** (one worker on CPU {PROXY_CPU} each, same upstream and load, interleaved "
+        "with the runs above). *two deployments* = this build with bench/gateway-two-deployments.yaml: upstreams "
+        f"{' and '.join(f'`{u}`' for u in rt['upstreams'])}, both the upstream nginx; `gpt-4o-mini` deployed on each with "
+        "weight 1; retries, a breaker per deployment and the retry budget at their defaults; a concurrency limit per "
+        "upstream (`max_in_flight` with a waiting room)"
+        + (f". *baseline* = mcp-proxy built at {bl['short']} ({bl['subject']}), started exactly like *proxy* "
+           "(`--upstream`, log level warn)" if bl else "")
+        + ". Ratios are of the medians; per repetition, the same ratio within each repetition."
+    )
+    L.append("")
+    head = "| measurement | proxy (one upstream) | two deployments | two deployments vs proxy |"
+    rule = "|---|---:|---:|---:|"
+    if bl:
+        head += f" baseline {bl['short']} | proxy vs baseline |"
+        rule += "---:|---:|"
+    L.append(head)
+    L.append(rule)
+
+    def line(name: str, pw: str, p2: str, v2: str, pb: str = "", vb: str = "") -> None:
+        L.append(f"| {name} | {pw} | {p2} | {v2} |" + (f" {pb} | {vb} |" if bl else ""))
+
+    def rps(x: dict) -> str:
+        return f"{fmt(x['c64']['rps'])} ({x['c64']['rps'] / d['c64']['rps']:.2f}x)"
+
+    line("64 conn: requests/s (ratio to direct)", rps(w), rps(t2),
+         f"{c2['rps_ratio_c64']:.2f}x{ratio_spread(c2['rps_ratio_c64_per_rep'])}",
+         rps(b) if b else "", f"{cb['rps_ratio_c64']:.2f}x{ratio_spread(cb['rps_ratio_c64_per_rep'])}" if b else "")
+    for key, label in (("c64", "64 conn"), ("c1", "1 conn")):
+        f = f"cpu_us_per_req_{key}"
+        line(f"CPU per request, {label} (µs)", fmt(w[f], 1), fmt(t2[f], 1),
+             f"{c2[f'cpu_ratio_{key}']:.2f}x{ratio_spread(c2[f'cpu_ratio_{key}_per_rep'])}",
+             fmt(b[f], 1) if b else "",
+             f"{cb[f'cpu_ratio_{key}']:.2f}x{ratio_spread(cb[f'cpu_ratio_{key}_per_rep'])}" if b else "")
+    line("1 conn: added latency p50 (µs)", signed(w["c1"]["p50"] - d["c1"]["p50"]), signed(t2["c1"]["p50"] - d["c1"]["p50"]),
+         signed(c2["p50_diff_us_c1"]), signed(b["c1"]["p50"] - d["c1"]["p50"]) if b else "",
+         signed(cb["p50_diff_us_c1"]) if b else "")
+    line("1 conn: added latency p99 (µs)",
+         signed(w["c1"]["p99"] - d["c1"]["p99"]) + mark(w["c1"], d["c1"]),
+         signed(t2["c1"]["p99"] - d["c1"]["p99"]) + mark(t2["c1"], d["c1"]),
+         signed(c2["p99_diff_us_c1"]) + mark(w["c1"], t2["c1"]),
+         signed(b["c1"]["p99"] - d["c1"]["p99"]) + mark(b["c1"], d["c1"]) if b else "",
+         signed(cb["p99_diff_us_c1"]) + mark(w["c1"], b["c1"]) if b else "")
+    for x in (w, t2, *((b,) if b else ())):
+        p99(x["c1"])  # lists the stalled runs in the note below the tables
+    line("peak RSS after 64 conn (MB)", fmt(w["rss_peak_mb_after_c64"], 1), fmt(t2["rss_peak_mb_after_c64"], 1),
+         signed(c2["rss_diff_mb_after_c64"], 1), fmt(b["rss_peak_mb_after_c64"], 1) if b else "",
+         signed(cb["rss_diff_mb_after_c64"], 1) if b else "")
+    L.append("")
+    ok = "all as expected" if rt["ok"] else "**NOT AS EXPECTED**: " + "; ".join(rt["problems"])
+    total = sum(rt["attempts_success"].values())
+    split = ", ".join(f"`{u}` {fmt(v)} ({100 * rt['share'][u]:.1f} %)" for u, v in rt["attempts_success"].items())
+    waits = ", ".join(f"`{u}` {fmt(rt['queue_waits'][u])} (mean wait {fmt(rt['queue_wait_mean_us'][u], 2)} µs)" for u in rt["upstreams"])
+    L.append(
+        f"Two deployments, over all its wrk runs (warm-ups included; from its /metrics): {fmt(total)} successful "
+        f"attempts, {split}; {fmt(rt['attempts_per_request'], 3)} attempts per request; failed attempts "
+        f"{sum(rt['attempts_failed'].values()):.0f}, retries {rt['retries']:.0f}, retries refused by the budget "
+        f"{rt['retry_budget_exhausted']:.0f}, breaker transitions {sum(rt['breaker_transitions'].values()):.0f}, "
+        f"queue rejections {rt['queue_rejections']:.0f}, attempts cancelled by wrk closing its connections "
+        f"{rt['attempts_cancelled']:.0f}; slots taken through the concurrency limit {waits}: {ok}."
+    )
+    L.append("")
+    if bl:
+        pct = 100 * (cb["cpu_ratio_c64"] - 1)
+        L.append(
+            f"**Against the baseline {bl['short']}:** CPU per request with one upstream (64 conn) "
+            f"{abs(pct):.1f} % {'above' if pct >= 0 else 'below'} {bl['short']}'s ({fmt(w['cpu_us_per_req_c64'], 1)} µs "
+            f"against {fmt(b['cpu_us_per_req_c64'], 1)} µs: {cb['cpu_ratio_c64']:.2f}x{ratio_spread(cb['cpu_ratio_c64_per_rep'], True)}); "
+            f"throughput {cb['rps_ratio_c64']:.2f}x{ratio_spread(cb['rps_ratio_c64_per_rep'])}; added latency at 1 conn p50 {signed(cb['p50_diff_us_c1'])} µs, "
+            f"p99 {signed(cb['p99_diff_us_c1'])} µs{mark(w['c1'], b['c1'])}. Build revisions answering: "
+            f"proxy {bl['proxy_revision']}, baseline {bl['running_revision']}."
+        )
+        L.append("")
+
+
 # --------------------------------------------------------------------------------------------
 # main
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    # 8 s (not 10): 24 measured runs (4 sides x 2 concurrencies x 3) must leave the whole run at ~6 minutes.
+    # 8 s (not 10): 36 measured runs (6 sides x 2 concurrencies x 3; 42 with a baseline) plus the
+    # streaming runs must leave the whole run under ten minutes.
     ap.add_argument("--duration", type=int, default=8, help="seconds per measured wrk run (default 8)")
     ap.add_argument("--warmup", type=int, default=1, help="seconds of warm-up before each measured run (default 1)")
     ap.add_argument("--reps", type=int, default=3, help="repetitions per side and concurrency (default 3)")
@@ -1141,6 +1316,12 @@ def main() -> int:
     )
     ap.add_argument("--no-build", action="store_true", help="use the binaries already in target/release")
     ap.add_argument("--no-install", action="store_true", help="fail instead of apt-get installing wrk/nginx")
+    ap.add_argument(
+        "--baseline-rev", metavar="REV",
+        help="also measure mcp-proxy built at git revision REV (e.g. 509b506), started like the single-upstream "
+        "gateway and interleaved with it; built in a separate worktree under target/bench-baseline/ with its own "
+        "target dir, reused for the same commit",
+    )
     args = ap.parse_args()
     if args.quick:
         args.duration, args.warmup, args.reps, args.stream_n = 2, 1, 1, 40
@@ -1158,6 +1339,7 @@ def main() -> int:
     started = time.monotonic()
     ensure_tools(not args.no_install)
     build(args.no_build)
+    base = baseline.ensure(ROOT, args.baseline_rev, log) if args.baseline_rev else None
     os.sched_setaffinity(0, {LOAD_CPU})  # this script (the streaming client) shares CPU 1 with the load
     global SCHED
     probe0 = cpu_times()
@@ -1178,6 +1360,7 @@ def main() -> int:
             "token_interval_ms": args.token_interval_ms, "proxy_cpu": PROXY_CPU, "load_cpu": LOAD_CPU,
             "scheduling": sched_note,
             "quick": args.quick,
+            "baseline": base,
         },
         "loadavg": {"before": loadavg()},
     }
@@ -1188,6 +1371,16 @@ def main() -> int:
         upstream_json = f"http://127.0.0.1:{nginx_json}/v1"
         proxy_port, proxy_proc, _ = start_proxy(procs, tmp, "proxy", upstream_json, "warn")
         plog_port, plog_proc, plog_path = start_proxy(procs, tmp, "proxy_log", upstream_json, "info")
+        # Two upstreams that are the same nginx, one model with a deployment on each, breakers,
+        # retries, the retry budget and a concurrency limit (bench/gateway-two-deployments.yaml).
+        p2_settings = routing.render_settings(upstream_json)
+        p2_config = tmp / "gateway-two-deployments.yaml"
+        p2_config.write_text(p2_settings)
+        p2_upstreams = routing.upstream_names(p2_settings)
+        p2_port, p2_proc, _ = start_proxy(procs, tmp, "proxy_2dep", None, "warn", config=p2_config)
+        if base:  # the other revision's build, started exactly like the "proxy" gateway
+            pb_port, pb_proc, _ = start_proxy(
+                procs, tmp, "proxy_baseline", upstream_json, "warn", binary=Path(base["binary"]))
         pstream_port, pstream_proc, _ = start_proxy(procs, tmp, "proxy_stream", f"http://127.0.0.1:{mock_port}/v1", "warn")
         ref_port, ref_proc = start_ref_upstream(procs, tmp, args.ttft_ms, args.token_interval_ms)
         pref_port, pref_proc, _ = start_proxy(procs, tmp, "proxy_stream_ref", f"http://127.0.0.1:{ref_port}/v1", "warn")
@@ -1196,15 +1389,21 @@ def main() -> int:
         fwd_port, fwd_proc = start_forwarder(procs, tmp, f"http://127.0.0.1:{nginx_json}")
         SCHED.pids = [p.pid for _, p in procs.procs]
         log(f"nginx :{nginx_json} (json) :{nginx_sse} (sse), mock :{mock_port}, reference SSE :{ref_port}, "
-            f"gateways :{proxy_port} (warn) :{plog_port} (info) :{pstream_port} (mock) :{pref_port} (ref) :{psse_port} (sse), "
+            f"gateways :{proxy_port} (warn) :{plog_port} (info) :{pstream_port} (mock) :{pref_port} (ref) :{psse_port} (sse) "
+            f":{p2_port} (two deployments)" + (f" :{pb_port} (baseline {base['short']})" if base else "") + ", "
             f"nginx reverse proxy :{nproxy_port} (json) :{nproxy_sse_port} (ref)")
 
         check_answers(
             {"nginx": nginx_json, "proxy": proxy_port, "proxy_log": plog_port, "nginx_proxy": nproxy_port,
-             "forwarder": fwd_port},
+             "forwarder": fwd_port, "proxy_2dep": p2_port, **({"proxy_baseline": pb_port} if base else {})},
             {"mock": mock_port, "proxy_stream": pstream_port, "ref": ref_port, "proxy_stream_ref": pref_port,
              "nginx_proxy_stream_ref": nproxy_sse_port},
         )
+        check_served_by(p2_port, p2_upstreams)
+        res["proxy_revision"] = build_revision(proxy_port)
+        if base:
+            base["running_revision"] = build_revision(pb_port)
+            log(f"baseline answers as revision {base['running_revision']}, the current gateway as {res['proxy_revision']}")
         pins = {
             "nginx": tree_affinity(nginx_proc.pid),
             "mock": thread_affinity(mock_proc.pid),
@@ -1216,7 +1415,10 @@ def main() -> int:
             "proxy_sse": thread_affinity(psse_proc.pid),
             "nginx_proxy": tree_affinity(nproxy_proc.pid),
             "forwarder": thread_affinity(fwd_proc.pid),
+            "proxy_2dep": thread_affinity(p2_proc.pid),
         }
+        if base:
+            pins["proxy_baseline"] = thread_affinity(pb_proc.pid)
         on_proxy_cpu = {k for k in pins if k.startswith("proxy") or k in ("nginx_proxy", "forwarder")}
         res["pinning"] = pins
         res["proxy_threads"] = thread_names(proxy_proc.pid)
@@ -1233,13 +1435,18 @@ def main() -> int:
         # kind: what sits between wrk and nginx. "gateway" sides get /metrics scraped; the CPU
         # time of "gateway" and "nginx" sides (the process on CPU 0, all threads / master +
         # worker) is read from /proc around every measured run.
+        # The gateways compared with "proxy" (the baseline build, two deployments) run next to it.
         sides = {
             "direct": {"port": nginx_json, "proc": None, "kind": "direct"},
             "nginx_proxy": {"port": nproxy_port, "proc": nproxy_proc, "kind": "nginx"},
+            **({"proxy_baseline": {"port": pb_port, "proc": pb_proc, "kind": "gateway"}} if base else {}),
             "proxy": {"port": proxy_port, "proc": proxy_proc, "kind": "gateway"},
+            "proxy_2dep": {"port": p2_port, "proc": p2_proc, "kind": "gateway"},
             "proxy_log": {"port": plog_port, "proc": plog_proc, "kind": "gateway"},
             "forwarder": {"port": fwd_port, "proc": fwd_proc, "kind": "forwarder"},
         }
+        res["side_order"] = list(sides)
+        p2_before = scrape(p2_port)
         runs: dict = {side: {"c1": [], "c64": []} for side in sides}
         rss_after_c64: dict = {}
         total_wrk = 2 * args.reps * len(sides)
@@ -1302,7 +1509,7 @@ def main() -> int:
                     res["request_body_bytes"] = r["body_bytes"]
                     runs[side][key].append(r)
                     extra = f", {r['cpu_us_per_req']:.1f} µs CPU/req" if proc else ""
-                    log(f"[{n}/{total_wrk}] {side:11s} -c{conc:<2d} rep {rep + 1}: {r['rps']:9.0f} req/s, "
+                    log(f"[{n}/{total_wrk}] {side:14s} -c{conc:<2d} rep {rep + 1}: {r['rps']:9.0f} req/s, "
                         f"p50 {r['latency_us']['p50']} µs, p99 {r['latency_us']['p99']} µs{extra}; CPU % {r['cpu_share_pct']}")
             if conc == 64:
                 for side, info in sides.items():
@@ -1311,6 +1518,15 @@ def main() -> int:
                     elif info["kind"] == "nginx":
                         rss_after_c64[side] = nginx_worker_hwm_kb(info["proc"].pid)
         res["wrk_runs"] = runs
+        # Over every wrk run through the two-deployment gateway, warm-ups included.
+        res["two_deployments"] = {
+            "settings": p2_settings,
+            "upstreams": p2_upstreams,
+            **routing.summarize(routing.delta(p2_before, scrape(p2_port)), p2_upstreams),
+        }
+        t2 = res["two_deployments"]
+        log(f"two deployments: successful attempts {t2['attempts_success']}, attempts per request "
+            f"{t2['attempts_per_request']:.3f}, " + ("no failure" if t2["ok"] else "PROBLEMS: " + "; ".join(t2["problems"])))
 
         res["stream"] = {}
         for upstream, direct_port, gw_port, gw_proc, nginx_port in (
@@ -1369,7 +1585,10 @@ def main() -> int:
             "proxy_sse": status_kb(psse_proc.pid, "VmHWM"),
             "nginx_proxy": nginx_worker_hwm_kb(nproxy_proc.pid),  # the worker
             "forwarder": status_kb(fwd_proc.pid, "VmHWM"),
+            "proxy_2dep": status_kb(p2_proc.pid, "VmHWM"),
         }
+        if base:
+            res["rss_peak_kb"]["proxy_baseline"] = status_kb(pb_proc.pid, "VmHWM")
         res["rss_peak_after_c64_kb"] = rss_after_c64
         access_lines = sum(1 for line in plog_path.open(errors="replace") if "mcp_proxy::access" in line)
         res["access_log_lines"] = access_lines
@@ -1410,7 +1629,7 @@ def main() -> int:
 
     summary = {side: side_summary(side) for side in runs}
     ovm = {}
-    for side in ("proxy", "proxy_log"):
+    for side in [sd for sd in ("proxy", "proxy_log", "proxy_2dep", "proxy_baseline") if sd in runs]:
         total_sum = sum(r["overhead_metric"]["sum_s"] for r in runs[side]["c1"])
         total_count = sum(r["overhead_metric"]["count"] for r in runs[side]["c1"])
         metric_mean_us = 1e6 * total_sum / total_count if total_count else float("nan")
@@ -1465,6 +1684,19 @@ def main() -> int:
             for side in ("proxy", "proxy_log")
         },
     }
+    # The single-upstream gateway against the two-deployment one and against the baseline build:
+    # ratios of the medians, and the same ratio within each repetition (the sides ran one after
+    # the other in every repetition, so the spread of those is the noise between neighbours).
+    summary["two_deployments"] = {
+        "vs_proxy": compare_sides(runs, summary, "proxy_2dep", "proxy"),
+        "routing": {k: v for k, v in res["two_deployments"].items() if k != "settings"},
+    }
+    if "proxy_baseline" in runs:
+        summary["baseline"] = {
+            **{k: res["params"]["baseline"].get(k, "?") for k in ("rev", "commit", "short", "subject", "running_revision")},
+            "proxy_revision": res.get("proxy_revision", "?"),
+            "proxy_vs_baseline": compare_sides(runs, summary, "proxy", "proxy_baseline"),
+        }
     summary["stream"] = {}
     for upstream, entry in res["stream"].items():
         so = entry["overhead_metric_sequential"]

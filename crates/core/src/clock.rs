@@ -10,7 +10,7 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A wait that completes after a duration on some clock.
 pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -18,6 +18,8 @@ pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// Where policy time comes from.
 pub trait Clock: Debug + Send + Sync {
     fn now(&self) -> Instant;
+    /// The calendar time, for what follows the calendar (a budget's day or month).
+    fn wall(&self) -> SystemTime;
     /// Waits `duration` on this clock.
     fn sleep(&self, duration: Duration) -> Sleep;
 }
@@ -29,6 +31,10 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> Instant {
         Instant::now()
+    }
+
+    fn wall(&self) -> SystemTime {
+        SystemTime::now()
     }
 
     fn sleep(&self, duration: Duration) -> Sleep {
@@ -47,6 +53,7 @@ pub struct ManualClock {
 #[derive(Debug)]
 struct ManualState {
     now: Instant,
+    wall: SystemTime,
     slept: Duration,
 }
 
@@ -55,13 +62,25 @@ impl ManualClock {
         Self {
             state: Mutex::new(ManualState {
                 now: Instant::now(),
+                wall: SystemTime::now(),
                 slept: Duration::ZERO,
             }),
         }
     }
 
     pub fn advance(&self, by: Duration) {
-        self.lock().now += by;
+        let mut state = self.lock();
+        state.now += by;
+        state.wall += by;
+    }
+
+    /// Sets the calendar time (the monotonic time moves on with it when it is later).
+    pub fn set_wall(&self, wall: SystemTime) {
+        let mut state = self.lock();
+        if let Ok(ahead) = wall.duration_since(state.wall) {
+            state.now += ahead;
+        }
+        state.wall = wall;
     }
 
     /// The total of every sleep on this clock so far.
@@ -88,9 +107,14 @@ impl Clock for ManualClock {
         self.lock().now
     }
 
+    fn wall(&self) -> SystemTime {
+        self.lock().wall
+    }
+
     fn sleep(&self, duration: Duration) -> Sleep {
         let mut state = self.lock();
         state.now += duration;
+        state.wall += duration;
         state.slept += duration;
         Box::pin(std::future::ready(()))
     }

@@ -36,11 +36,19 @@ pub enum ErrorType {
     /// Every deployment that could serve the request has its circuit breaker open (or is
     /// sitting out a 429), so none was tried.
     CircuitOpen,
+    /// A missing or unknown client key.
+    InvalidApiKey,
+    /// The client's key may not use the model; the client is told it does not exist.
+    ModelNotAllowed,
+    /// The client's key, or the gateway as a whole, is over a rate or concurrency limit.
+    RateLimitExceeded,
+    /// The client's key has spent its budget for the period.
+    InsufficientQuota,
     Internal,
 }
 
 impl ErrorType {
-    pub const ALL: [ErrorType; 17] = [
+    pub const ALL: [ErrorType; 21] = [
         ErrorType::InvalidRequest,
         ErrorType::UnsupportedMediaType,
         ErrorType::PayloadTooLarge,
@@ -57,6 +65,10 @@ impl ErrorType {
         ErrorType::StreamInterrupted,
         ErrorType::UpstreamSaturated,
         ErrorType::CircuitOpen,
+        ErrorType::InvalidApiKey,
+        ErrorType::ModelNotAllowed,
+        ErrorType::RateLimitExceeded,
+        ErrorType::InsufficientQuota,
         ErrorType::Internal,
     ];
 
@@ -79,6 +91,10 @@ impl ErrorType {
             ErrorType::StreamInterrupted => "stream_interrupted",
             ErrorType::UpstreamSaturated => "upstream_saturated",
             ErrorType::CircuitOpen => "circuit_open",
+            ErrorType::InvalidApiKey => "invalid_api_key",
+            ErrorType::ModelNotAllowed => "model_not_allowed",
+            ErrorType::RateLimitExceeded => "rate_limit_exceeded",
+            ErrorType::InsufficientQuota => "insufficient_quota",
             ErrorType::Internal => "internal",
         }
     }
@@ -91,7 +107,11 @@ impl ErrorType {
             | ErrorType::ModelNotFound
             | ErrorType::NotFound
             | ErrorType::MethodNotAllowed
-            | ErrorType::UpstreamClientError => Fault::Client,
+            | ErrorType::UpstreamClientError
+            | ErrorType::InvalidApiKey
+            | ErrorType::ModelNotAllowed
+            | ErrorType::RateLimitExceeded
+            | ErrorType::InsufficientQuota => Fault::Client,
             ErrorType::UpstreamRateLimited
             | ErrorType::UpstreamOverloaded
             | ErrorType::UpstreamServerError
@@ -112,7 +132,9 @@ impl ErrorType {
             ErrorType::InvalidRequest | ErrorType::UpstreamClientError => 400,
             ErrorType::UnsupportedMediaType => 415,
             ErrorType::PayloadTooLarge => 413,
-            ErrorType::ModelNotFound | ErrorType::NotFound => 404,
+            ErrorType::ModelNotFound | ErrorType::NotFound | ErrorType::ModelNotAllowed => 404,
+            ErrorType::InvalidApiKey => 401,
+            ErrorType::RateLimitExceeded | ErrorType::InsufficientQuota => 429,
             ErrorType::MethodNotAllowed => 405,
             ErrorType::UpstreamRateLimited => 429,
             ErrorType::UpstreamOverloaded => 529,
@@ -126,10 +148,23 @@ impl ErrorType {
         }
     }
 
+    /// The `code` in the body: the label value, except where the client must not learn more
+    /// than OpenAI would tell it (a model its key may not use does not exist, for it).
+    pub const fn code(self) -> &'static str {
+        match self {
+            ErrorType::ModelNotAllowed => ErrorType::ModelNotFound.as_str(),
+            other => other.as_str(),
+        }
+    }
+
     /// The OpenAI error `type` for the body.
     pub const fn openai_type(self) -> &'static str {
         match self {
-            ErrorType::ModelNotFound | ErrorType::NotFound => "not_found_error",
+            ErrorType::ModelNotFound | ErrorType::NotFound | ErrorType::ModelNotAllowed => {
+                "not_found_error"
+            }
+            ErrorType::RateLimitExceeded => "requests",
+            ErrorType::InsufficientQuota => "insufficient_quota",
             ErrorType::UpstreamRateLimited => "rate_limit_error",
             ErrorType::UpstreamOverloaded => "overloaded_error",
             _ => match self.fault() {

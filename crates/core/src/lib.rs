@@ -9,6 +9,7 @@ pub mod anthropic;
 pub mod clock;
 pub mod endpoint;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod models;
 pub mod openai;

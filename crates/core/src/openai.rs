@@ -31,6 +31,69 @@ pub struct RequestPeek<'a> {
     /// kept raw, and read only when present.
     #[serde(borrow, default)]
     pub conversation: Option<&'a RawValue>,
+    /// The most tokens the answer may take, if the client says (`max_completion_tokens` is
+    /// the newer name). Read leniently: a value that is not a whole number is the
+    /// upstream's to refuse, and reads as unset here.
+    #[serde(default)]
+    pub max_tokens: Lenient,
+    #[serde(default)]
+    pub max_completion_tokens: Lenient,
+}
+
+/// A whole number, or nothing when the value is anything else (the request is forwarded as
+/// it is; the upstream says what is wrong with it).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Lenient(pub Option<u64>);
+
+impl<'de> Deserialize<'de> for Lenient {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Lenient;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Lenient, E> {
+                Ok(Lenient(Some(v)))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Lenient, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Lenient, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Lenient, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Lenient, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_unit<E>(self) -> Result<Lenient, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_none<E>(self) -> Result<Lenient, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Lenient, D::Error> {
+                d.deserialize_any(Visitor)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Lenient, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Lenient(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Lenient, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Lenient(None))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// `stream_options` as far as usage reporting goes; other options are forwarded untouched.
@@ -62,6 +125,11 @@ impl RequestPeek<'_> {
 
     pub fn is_stream(&self) -> bool {
         self.stream == Some(true)
+    }
+
+    /// The most tokens the answer may take, if the client set a limit.
+    pub fn max_output_tokens(&self) -> Option<u64> {
+        self.max_completion_tokens.0.or(self.max_tokens.0)
     }
 
     /// Whether the client asked for the usage chunk at the end of a stream.
@@ -266,6 +334,19 @@ mod tests {
             None
         );
         assert_eq!(peek(r#"{"model":"m"}"#).stored_context(), None);
+    }
+
+    #[test]
+    fn request_peek_reads_the_output_limit_and_lets_odd_values_through() {
+        let p: RequestPeek<'_> =
+            serde_json::from_slice(br#"{"model":"m","max_tokens":64,"max_completion_tokens":128}"#)
+                .unwrap();
+        assert_eq!(p.max_output_tokens(), Some(128));
+        for odd in [r#""64""#, "-1", "1.5", "null", "[1]", r#"{"a":1}"#, "true"] {
+            let body = format!(r#"{{"model":"m","max_tokens":{odd}}}"#);
+            let p: RequestPeek<'_> = serde_json::from_slice(body.as_bytes()).unwrap();
+            assert_eq!(p.max_output_tokens(), None, "{odd}");
+        }
     }
 
     #[test]

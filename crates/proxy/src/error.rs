@@ -49,6 +49,8 @@ pub struct ApiError {
     kind: ErrorType,
     message: Cow<'static, str>,
     param: Option<&'static str>,
+    /// The body's `type`, when not the classification's own (OpenAI's 429s say which limit).
+    openai_type: Option<&'static str>,
     /// Headers the response carries besides the body's (`Retry-After`, the attempts).
     headers: Vec<(HeaderName, HeaderValue)>,
     shape: ErrorShape,
@@ -60,6 +62,7 @@ impl ApiError {
             kind,
             message: message.into(),
             param: None,
+            openai_type: None,
             headers: Vec::new(),
             shape: ErrorShape::OpenAi,
         }
@@ -68,6 +71,12 @@ impl ApiError {
     /// Renders in the shape of `shape`'s API.
     pub fn in_shape(mut self, shape: ErrorShape) -> Self {
         self.shape = shape;
+        self
+    }
+
+    /// Sets the body's `type`.
+    pub fn with_type(mut self, openai_type: &'static str) -> Self {
+        self.openai_type = Some(openai_type);
         self
     }
 
@@ -118,12 +127,14 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = error_response(
+        let openai_type = self.openai_type.unwrap_or(self.kind.openai_type());
+        let mut response = render(
             self.status_code(),
             self.kind,
             &self.message,
             self.param,
             self.shape,
+            openai_type,
         );
         for (name, value) in &self.headers {
             response.headers_mut().insert(name.clone(), value.clone());
@@ -141,10 +152,19 @@ pub fn error_response(
     param: Option<&str>,
     shape: ErrorShape,
 ) -> HttpResponse {
+    render(status, kind, message, param, shape, kind.openai_type())
+}
+
+fn render(
+    status: StatusCode,
+    kind: ErrorType,
+    message: &str,
+    param: Option<&str>,
+    shape: ErrorShape,
+    openai_type: &str,
+) -> HttpResponse {
     let body = match shape {
-        ErrorShape::OpenAi => {
-            ErrorBody::new(message, kind.openai_type(), param, kind.as_str()).to_json()
-        }
+        ErrorShape::OpenAi => ErrorBody::new(message, openai_type, param, kind.code()).to_json(),
         ErrorShape::Anthropic => anthropic::error_body(kind.anthropic_type(), message),
     };
     let mut response = HttpResponse::build(status)

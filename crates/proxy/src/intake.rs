@@ -37,6 +37,8 @@ pub struct ProxyRequest {
     /// The client's headers the upstream's API reads (Anthropic's `anthropic-version` and
     /// `anthropic-beta`); empty for OpenAI's endpoints, without allocating.
     pub forwarded: Vec<(HeaderName, HeaderValue)>,
+    /// `max_completion_tokens` or `max_tokens`, when the client set one.
+    pub max_output_tokens: Option<u64>,
 }
 
 /// Longest model name echoed into a log line or an error message.
@@ -103,6 +105,7 @@ pub async fn read(
         UpstreamKind::OpenAi => Vec::new(),
         UpstreamKind::Anthropic => forwarded_headers(req, &[ANTHROPIC_VERSION, ANTHROPIC_BETA]),
     };
+    let max_output_tokens = peek.max_output_tokens();
     Ok(ProxyRequest {
         body,
         model,
@@ -113,6 +116,7 @@ pub async fn read(
         stored_context,
         pinned,
         forwarded,
+        max_output_tokens,
     })
 }
 

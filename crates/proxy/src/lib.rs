@@ -5,9 +5,11 @@
 //! keeping each request's books and [`middleware::ErrorAccounting`] counting every error.
 //! [`startup::Application`] assembles it from [`configuration::Settings`].
 
+pub mod admission;
 pub mod cli;
 pub mod configuration;
 pub mod error;
+pub mod gateway;
 pub mod intake;
 pub mod middleware;
 pub mod relay;

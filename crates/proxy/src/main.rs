@@ -27,7 +27,12 @@ async fn main() -> anyhow::Result<()> {
     // Held to the end of `main`: dropping it writes out the log lines still queued.
     let _log = telemetry::init(&settings.log)?;
     let secrets = Secrets::from_env(&settings);
-    let app = Application::build(settings, secrets)?;
+    // A SIGHUP reads the same sources again: the file, the environment and the flags.
+    let app = Application::build(settings, secrets)?.reload_from(Box::new(move || {
+        let settings = cli.settings()?;
+        let secrets = Secrets::from_env(&settings);
+        Ok((settings, secrets))
+    }));
     app.run_until_stopped()
         .await
         .context("the server stopped with an error")

@@ -7,33 +7,30 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use actix_web_prom::{ActixMetricsConfiguration, PrometheusMetricsBuilder};
 use anyhow::Context;
-use bytes::Bytes;
 use mcp_core::clock::{Clock, SystemClock};
 use mcp_core::metrics::{
     self, BuildInfo, DURATION_BUCKETS, LabelSets, Metrics, NAMESPACE, UNMATCHED_ENDPOINT,
     label_values,
 };
-use mcp_core::openai::ModelList;
-use mcp_core::resilience::{CircuitBreaker, ConcurrencyLimit, RetryBudget};
-use mcp_core::upstream::{UpstreamClient, UpstreamHealth, UpstreamId, UpstreamOptions};
 use prometheus::Registry;
 
 use crate::configuration::{Secrets, Settings};
+use crate::gateway::{Gateway, Loader};
 use crate::middleware::ErrorAccounting;
 use crate::routes::{self, HEALTH_PATH, METRICS_PATH, READY_PATH};
-use crate::state::{AppState, Upstream};
+use crate::state::{AppState, Shared};
 
 /// A gateway whose listener is bound and whose server is ready to run.
 pub struct Application {
     local_addr: SocketAddr,
     server: Server,
-    state: web::Data<AppState>,
+    gateway: Arc<Gateway>,
     probe_interval: Option<Duration>,
 }
 
@@ -71,83 +68,21 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         let local_addr = listener.local_addr()?;
-        let routes = settings.routing_table()?;
-        let plans = settings.upstream_plans(|env| secrets.key(env).is_some());
-
         let registry = Registry::new();
-        let sets = LabelSets {
-            models: label_values(routes.catalog().labels().iter().cloned()),
-            upstreams: label_values(plans.iter().map(|p| p.name.clone())),
+        // Registered with no configured label values; every state rebinds them to its own.
+        let empty = LabelSets {
+            models: label_values::<String>([]),
+            upstreams: label_values::<String>([]),
+            keys: label_values::<String>([]),
         };
-        let metrics = Arc::new(Metrics::register(&registry, &sets, &build_info())?);
-
-        let mut upstreams = Vec::with_capacity(plans.len());
-        for (i, plan) in plans.iter().enumerate() {
-            let id = UpstreamId::new(i);
-            let client = UpstreamClient::new(
-                id,
-                UpstreamOptions {
-                    name: plan.name.clone(),
-                    base_url: plan.base_url.clone(),
-                    kind: plan.kind,
-                    api_key: secrets.key(&plan.api_key_env).cloned(),
-                    anthropic_version: plan.anthropic_version.clone(),
-                    connect_timeout: plan.connect_timeout,
-                    request_timeout: plan.request_timeout,
-                    pool_idle_timeout: Duration::from_secs(
-                        settings.upstream.pool_idle_timeout_secs,
-                    ),
-                    pool_max_idle_per_host: settings.upstream.pool_max_idle_per_host,
-                },
-            )
-            .with_context(|| format!("upstream `{}`", plan.name))?;
-            upstreams.push(Upstream {
-                client: Arc::new(client),
-                health: UpstreamHealth::new(
-                    plan.name.clone(),
-                    settings.upstream.unhealthy_after,
-                    metrics.upstream.up_gauge(id),
-                ),
-                limit: ConcurrencyLimit::new(plan.concurrency, metrics.routing.in_flight_gauge(id)),
-                stream_idle_timeout: plan.stream_idle_timeout,
-            });
-        }
-        let now = clock.now();
-        let breaker_policy = settings.routing.breaker_policy();
-        let breakers = routes
-            .deployments()
-            .iter()
-            .map(|d| {
-                metrics.routing.add_deployment(d.upstream, d.model);
-                metrics.usage.add_deployment(d.upstream, d.model);
-                CircuitBreaker::new(breaker_policy.clone(), now)
-            })
-            .collect();
-        for spec in routes.catalog().specs() {
-            let from = routes.catalog().resolve(&spec.id).expect("configured");
-            for to in &spec.fallbacks {
-                let to = routes.catalog().resolve(to).expect("validated");
-                metrics.routing.add_fallback(from, to);
-            }
-        }
-
-        let owner = if plans.len() == 1 {
-            plans[0].name.as_str()
-        } else {
-            "mcp-server"
+        let metrics = Arc::new(Metrics::register(&registry, &empty, &build_info())?);
+        let shared = Shared {
+            clock,
+            metrics: metrics.clone(),
         };
-        let names = routes
-            .catalog()
-            .specs()
-            .iter()
-            .flat_map(|s| std::iter::once(&s.id).chain(&s.aliases))
-            .map(String::as_str);
-        let models_body = Bytes::from(serde_json::to_vec(&ModelList::new(
-            names,
-            owner,
-            unix_now(),
-        ))?);
-        for plan in &plans {
+        let state = AppState::build(&settings, &secrets, &shared, None)?;
+        for upstream in &state.upstreams {
+            let plan = &upstream.plan;
             tracing::info!(
                 upstream = %plan.name,
                 kind = plan.kind.as_str(),
@@ -157,20 +92,19 @@ impl Application {
                 "upstream"
             );
         }
-        let deployments = routes.deployments().len();
-        let state = web::Data::new(AppState {
-            routes,
-            upstreams,
-            breakers,
-            retry: settings.routing.retry_policy(),
-            budget: RetryBudget::new(settings.routing.budget_policy(), now),
-            deadline: settings.routing.deadline(),
-            clock,
-            metrics: metrics.clone(),
-            max_body_bytes: settings.server.max_body_bytes,
-            max_response_bytes: settings.upstream.max_response_bytes,
-            models_body,
-        });
+        let (upstreams, deployments) = (state.upstreams.len(), state.routes.deployments().len());
+        let workers = match settings.server.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        let probe_interval = match settings.upstream.health_check_interval_secs {
+            0 => None,
+            secs => Some(Duration::from_secs(secs)),
+        };
+        let server_settings = settings.server.clone();
+        let models = settings.models.len();
+        let gateway = Arc::new(Gateway::new(state, shared, settings));
+        let app_data = web::Data::from(gateway.clone());
 
         // Built once and cloned into every worker, so that all workers share one registry.
         let http_metrics = PrometheusMetricsBuilder::new(NAMESPACE)
@@ -190,48 +124,50 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("could not build the HTTP metrics: {e}"))?;
         let error_accounting = ErrorAccounting::new(metrics);
 
-        let workers = match settings.server.workers {
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
-            n => n,
-        };
-        let app_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
-                .app_data(app_state.clone())
+                .app_data(app_data.clone())
                 .configure(routes::configure)
                 // Inside actix-web-prom, so that what it turns into responses is counted there.
                 .wrap(error_accounting.clone())
                 .wrap(http_metrics.clone())
         })
         .workers(workers)
-        .keep_alive(Duration::from_secs(settings.server.keep_alive_secs))
+        .keep_alive(Duration::from_secs(server_settings.keep_alive_secs))
         // A client that closes its side is gone: stop its request, and with it the upstream
         // attempt, instead of waiting for an answer nobody will read.
         .h1_allow_half_closed(false)
         // Events and small answers leave at once instead of waiting for the client's delayed ACK.
         .tcp_nodelay(true)
-        .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        .shutdown_timeout(server_settings.shutdown_timeout_secs)
         .listen(listener)?
         .run();
 
         tracing::info!(
             listen = %local_addr,
-            upstreams = plans.len(),
-            models = settings.models.len(),
+            upstreams,
+            models,
             deployments,
             workers,
             "mcp-server ready"
         );
-        let probe_interval = match settings.upstream.health_check_interval_secs {
-            0 => None,
-            secs => Some(Duration::from_secs(secs)),
-        };
         Ok(Self {
             local_addr,
             server,
-            state,
+            gateway,
             probe_interval,
         })
+    }
+
+    /// The configuration in force, and reloading it.
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.gateway.clone()
+    }
+
+    /// Where a SIGHUP reads the settings again from.
+    pub fn reload_from(self, loader: Loader) -> Self {
+        self.gateway.set_loader(loader);
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -242,43 +178,54 @@ impl Application {
         self.local_addr.port()
     }
 
-    /// Serves until the process gets SIGINT or SIGTERM, then drains in-flight requests.
+    /// Serves until the process gets SIGINT or SIGTERM, then drains in-flight requests;
+    /// a SIGHUP reloads the configuration meanwhile.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let probes: Vec<_> = match self.probe_interval {
-            None => Vec::new(),
-            Some(interval) => (0..self.state.upstreams.len())
-                .map(|i| {
-                    tokio::spawn(probe_upstream(
-                        self.state.clone().into_inner(),
-                        UpstreamId::new(i),
-                        interval,
-                    ))
-                })
-                .collect(),
-        };
+        let probe = self
+            .probe_interval
+            .map(|interval| tokio::spawn(probe_upstreams(self.gateway.clone(), interval)));
+        let reloads = tokio::spawn(reload_on_hangup(self.gateway.clone()));
         let result = self.server.await;
-        for probe in probes {
+        if let Some(probe) = probe {
             probe.abort();
         }
+        reloads.abort();
         result
     }
 }
 
-/// Asks an upstream whether it is up, every `interval`, feeding its health state.
-async fn probe_upstream(state: Arc<AppState>, id: UpstreamId, interval: Duration) {
-    let upstream = state.upstream(id);
-    let timeout = upstream.client.connect_timeout() + Duration::from_secs(5);
+/// Reloads the configuration on every SIGHUP.
+async fn reload_on_hangup(gateway: Arc<Gateway>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("SIGHUP cannot be handled: configuration reloads are off");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        // Reading and building are quick and synchronous; the result is logged and counted.
+        let _ = gateway.reload();
+    }
+}
+
+/// Asks every upstream of the configuration in force whether it is up, every `interval`,
+/// feeding its health state.
+async fn probe_upstreams(gateway: Arc<Gateway>, interval: Duration) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match upstream.client.probe(timeout).await {
-            Ok(()) => upstream.health.record_success(),
-            Err(e) => {
-                tracing::debug!(upstream = upstream.client.name(), error = %e, "upstream probe failed");
-                upstream.health.record_failure();
+        let state = gateway.current();
+        let probes = state.upstreams.iter().map(|upstream| async move {
+            let timeout = upstream.client.connect_timeout() + Duration::from_secs(5);
+            match upstream.client.probe(timeout).await {
+                Ok(()) => upstream.health.record_success(),
+                Err(e) => {
+                    tracing::debug!(upstream = upstream.client.name(), error = %e, "upstream probe failed");
+                    upstream.health.record_failure();
+                }
             }
-        }
+        });
+        futures_util::future::join_all(probes).await;
     }
 }
 
@@ -287,10 +234,4 @@ fn build_info() -> BuildInfo {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         revision: option_env!("MCP_REVISION").unwrap_or("unknown").to_owned(),
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts};
+use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts};
 
 use super::{
     FIRST_TOKEN_BUCKETS, INTER_TOKEN_BUCKETS, Indexed, LabelSets, NAMESPACE, OVERHEAD_BUCKETS,
@@ -33,6 +33,19 @@ pub struct GatewayMetrics {
     disconnects: Indexed<IntCounterVec, 2>,
     time_to_first_token: Indexed<HistogramVec, 2>,
     inter_token_latency: Indexed<HistogramVec, 1>,
+    config_reloads: Indexed<IntCounterVec, 1>,
+    config_last_reload_success: Gauge,
+}
+
+/// How a configuration reload ended; the `result` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadResult {
+    Success,
+    Failure,
+}
+
+impl ReloadResult {
+    const LABELS: [&'static str; 2] = ["success", "failure"];
 }
 
 impl GatewayMetrics {
@@ -93,6 +106,23 @@ impl GatewayMetrics {
             .buckets(INTER_TOKEN_BUCKETS.to_vec()),
             &["model"],
         )?)?;
+        let config_reloads = reg.add(IntCounterVec::new(
+            Opts::new(
+                "config_reloads_total",
+                "Configuration reloads (SIGHUP), by result; a failed one keeps the configuration \
+                 in force.",
+            )
+            .namespace(NAMESPACE),
+            &["result"],
+        )?)?;
+        let config_last_reload_success = reg.add(Gauge::with_opts(
+            Opts::new(
+                "config_last_reload_success_timestamp_seconds",
+                "When the configuration in force was loaded (start-up or the last successful \
+                 reload), in seconds since the Unix epoch.",
+            )
+            .namespace(NAMESPACE),
+        )?)?;
         // Error series exist from the start for the proxied endpoints, so that the first error
         // after start-up shows in rate() rather than only creating the series.
         for e in ErrorType::ALL {
@@ -113,7 +143,24 @@ impl GatewayMetrics {
             ),
             time_to_first_token: Indexed::new(ttft, [endpoints, sets.models.clone()]),
             inter_token_latency: Indexed::new(itl, [sets.models.clone()]),
+            config_reloads: {
+                let reloads = Indexed::new(config_reloads, [label_values(ReloadResult::LABELS)]);
+                reloads.at([0]);
+                reloads.at([1]);
+                reloads
+            },
+            config_last_reload_success,
         })
+    }
+
+    /// A reload ended; a successful one (or start-up, with `None`) sets the timestamp.
+    pub fn record_config_load(&self, result: Option<ReloadResult>, unix_secs: f64) {
+        if let Some(result) = result {
+            self.config_reloads.at([result as usize]).inc();
+        }
+        if result != Some(ReloadResult::Failure) {
+            self.config_last_reload_success.set(unix_secs);
+        }
     }
 
     /// Counts an error answered on `endpoint` (a route template or the unmatched mask).

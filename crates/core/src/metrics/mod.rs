@@ -8,14 +8,20 @@
 
 mod gateway;
 mod indexed;
+mod keys;
 mod routing;
 mod upstream;
 mod usage;
 
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use prometheus::{IntGaugeVec, Opts, Registry};
 
-pub use gateway::{DisconnectPhase, GatewayMetrics};
+pub use gateway::{DisconnectPhase, GatewayMetrics, ReloadResult};
 pub use indexed::{Family, Indexed, LabelValues, label_values};
+pub use keys::KeyMetrics;
 pub use routing::{ATTEMPT_BUCKETS, QUEUE_WAIT_BUCKETS, RETRY_REASONS, RoutingMetrics};
 pub use upstream::{RateLimitKind, UpstreamMetrics};
 pub use usage::UsageMetrics;
@@ -59,6 +65,8 @@ pub struct LabelSets {
     pub models: LabelValues,
     /// Configured upstream names, in [`crate::upstream::UpstreamId`] order.
     pub upstreams: LabelValues,
+    /// Configured client key names (or `_all`), then `_global`.
+    pub keys: LabelValues,
 }
 
 /// The running build, for `mcp_server_build_info`.
@@ -75,10 +83,15 @@ pub struct Metrics {
     pub usage: UsageMetrics,
     pub upstream: UpstreamMetrics,
     pub routing: RoutingMetrics,
+    pub keys: KeyMetrics,
     /// Every family registered, whether or not it has a series yet: its full name and its
     /// label keys.
     families: Vec<(String, Vec<String>)>,
+    /// The registered families themselves, by full name, for [`Metrics::rebind`].
+    collectors: Arc<Collectors>,
 }
+
+type Collectors = Mutex<HashMap<String, Box<dyn Any + Send + Sync>>>;
 
 impl Metrics {
     pub fn register(
@@ -86,30 +99,61 @@ impl Metrics {
         sets: &LabelSets,
         build: &BuildInfo,
     ) -> Result<Self, prometheus::Error> {
-        let mut reg = Registrar {
-            registry,
-            families: Vec::new(),
-        };
-        let info = reg.add(IntGaugeVec::new(
+        let info = IntGaugeVec::new(
             Opts::new("build_info", "The running build; always 1.").namespace(NAMESPACE),
             &["version", "revision"],
-        )?)?;
+        )?;
+        registry.register(Box::new(info.clone()))?;
         info.with_label_values(&[build.version.as_str(), build.revision.as_str()])
             .set(1);
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
+        let mut families = vec![(
+            format!("{NAMESPACE}_build_info"),
+            vec!["version".to_owned(), "revision".to_owned()],
+        )];
+        let metrics = Self::bind(Some(registry), &Arc::new(Mutex::default()), sets)?;
+        families.extend(metrics.families);
+        Ok(Self {
+            families,
+            ..metrics
+        })
+    }
+
+    /// The same families, for a new configuration's label values (models, upstreams): the
+    /// series already recorded keep counting, new label values start theirs. Nothing is
+    /// registered again, so a configuration reload needs no new registry.
+    pub fn rebind(&self, sets: &LabelSets) -> Result<Self, prometheus::Error> {
+        let mut metrics = Self::bind(None, &self.collectors, sets)?;
+        metrics.families = self.families.clone();
+        Ok(metrics)
+    }
+
+    fn bind(
+        registry: Option<&Registry>,
+        collectors: &Arc<Collectors>,
+        sets: &LabelSets,
+    ) -> Result<Self, prometheus::Error> {
+        let mut reg = Registrar {
+            registry,
+            collectors,
+            families: Vec::new(),
+        };
         let gateway = GatewayMetrics::register(&mut reg, sets)?;
         let usage = UsageMetrics::register(&mut reg, sets)?;
         let upstream = UpstreamMetrics::register(&mut reg, sets)?;
         let routing = RoutingMetrics::register(&mut reg, sets)?;
+        let keys = KeyMetrics::register(&mut reg, sets)?;
         Ok(Self {
             gateway,
             usage,
             upstream,
             routing,
+            keys,
             families: reg.families,
+            collectors: Arc::clone(collectors),
         })
     }
 
@@ -121,25 +165,44 @@ impl Metrics {
     }
 }
 
-/// Registers families and remembers their names.
+/// Registers families (or, when rebinding, finds the ones registered before) and remembers
+/// their names.
 pub(crate) struct Registrar<'a> {
-    registry: &'a Registry,
+    /// `None` when rebinding: every family exists already.
+    registry: Option<&'a Registry>,
+    collectors: &'a Collectors,
     families: Vec<(String, Vec<String>)>,
 }
 
 impl Registrar<'_> {
-    /// Registers a family and returns it.
+    /// Registers a family and returns it; when rebinding, returns the one registered under
+    /// the same name instead.
     pub(crate) fn add<C>(&mut self, collector: C) -> Result<C, prometheus::Error>
     where
-        C: prometheus::core::Collector + Clone + 'static,
+        C: prometheus::core::Collector + Clone + Send + Sync + 'static,
     {
-        self.registry.register(Box::new(collector.clone()))?;
+        let descs = collector.desc();
+        let name = descs.first().map(|d| d.fq_name.clone()).unwrap_or_default();
         self.families.extend(
-            collector
-                .desc()
+            descs
                 .iter()
                 .map(|d| (d.fq_name.clone(), d.variable_labels.clone())),
         );
+        let mut collectors = self
+            .collectors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(existing) = collectors.get(&name) {
+            return existing
+                .downcast_ref::<C>()
+                .cloned()
+                .ok_or_else(|| prometheus::Error::Msg(format!("{name} changed type")));
+        }
+        let registry = self
+            .registry
+            .ok_or_else(|| prometheus::Error::Msg(format!("{name} was never registered")))?;
+        registry.register(Box::new(collector.clone()))?;
+        collectors.insert(name, Box::new(collector.clone()));
         Ok(collector)
     }
 }
@@ -172,6 +235,7 @@ mod tests {
         let sets = LabelSets {
             models: label_values(["m", "other"]),
             upstreams: label_values(["u"]),
+            keys: label_values(["k", "_global"]),
         };
         let build = BuildInfo {
             version: "1".into(),
@@ -204,5 +268,46 @@ mod tests {
         }
         // A second registration of the same families is refused, not silently doubled.
         assert!(Metrics::register(&registry, &sets, &build).is_err());
+    }
+
+    #[test]
+    fn rebinding_keeps_the_families_and_their_series() {
+        let registry = Registry::new();
+        let sets = LabelSets {
+            models: label_values(["a", "other"]),
+            upstreams: label_values(["u"]),
+            keys: label_values(["k", "_global"]),
+        };
+        let build = BuildInfo {
+            version: "1".into(),
+            revision: "abc".into(),
+        };
+        let before = Metrics::register(&registry, &sets, &build).unwrap();
+        before
+            .routing
+            .record_fallback(crate::ModelId::from_index(1), crate::ModelId::from_index(0));
+        let wider = LabelSets {
+            models: label_values(["a", "b", "other"]),
+            upstreams: label_values(["u", "v"]),
+            keys: label_values(["_global"]),
+        };
+        let after = before.rebind(&wider).unwrap();
+        assert_eq!(after.families(), before.families());
+        after.gateway.active_connections.inc();
+        let text = {
+            let mut text = Vec::new();
+            TextEncoder::new()
+                .encode(&registry.gather(), &mut text)
+                .unwrap();
+            String::from_utf8(text).unwrap()
+        };
+        // One family each, shared: the old holder's series and the new one's in one scrape.
+        assert_eq!(text.matches("# TYPE mcp_server_fallbacks_total").count(), 1);
+        assert!(
+            text.contains("mcp_server_fallbacks_total{from=\"other\",to=\"a\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("mcp_server_active_connections 1"));
+        assert!(text.contains("mcp_server_upstream_in_flight{upstream=\"v\"} 0"));
     }
 }

@@ -147,7 +147,8 @@ impl RoutingMetrics {
         };
         // Series that rate() and alerts read exist from the start, at zero.
         for u in 0..ups.len() {
-            metrics.in_flight.at([u]).set(0);
+            // Created at zero; a rebind keeps the value of an upstream still in flight.
+            metrics.in_flight.at([u]);
             metrics.budget_exhausted.at([u]);
             for r in 0..RETRY_REASONS.len() {
                 metrics.retries.at([u, r]);
@@ -159,9 +160,9 @@ impl RoutingMetrics {
         Ok(metrics)
     }
 
-    /// A deployment exists: its breaker starts closed, and its transition series at zero.
-    pub fn add_deployment(&self, upstream: UpstreamId, model: ModelId) {
-        self.set_breaker_state(upstream, model, BreakerState::Closed);
+    /// A deployment exists, its breaker in `state`; its transition series start at zero.
+    pub fn add_deployment(&self, upstream: UpstreamId, model: ModelId, state: BreakerState) {
+        self.set_breaker_state(upstream, model, state);
         for to in BreakerState::ALL {
             self.breaker_transitions
                 .at([upstream.index(), model.index(), to.index()]);

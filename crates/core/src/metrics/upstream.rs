@@ -76,11 +76,8 @@ impl UpstreamMetrics {
             .namespace(NAMESPACE),
             &["upstream", "kind"],
         )?)?;
+        // Each upstream's series is set by its `UpstreamHealth` (up until seen down).
         let up = Indexed::new(up, [sets.upstreams.clone()]);
-        for u in 0..sets.upstreams.len() {
-            // Unknown is reported as up: the gateway has not seen the upstream fail.
-            up.at([u]).set(1);
-        }
         Ok(Self {
             requests: Indexed::new(
                 requests,

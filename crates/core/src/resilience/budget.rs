@@ -45,6 +45,10 @@ impl RetryBudget {
         }
     }
 
+    pub fn policy(&self) -> &BudgetPolicy {
+        &self.policy
+    }
+
     /// A request made its first attempt.
     pub fn deposit(&self, now: Instant) {
         self.lock().add(0, now);

@@ -5,6 +5,7 @@
 //! Upstream API keys are never part of the settings: they only name the environment
 //! variables that hold them (see [`Secrets`]).
 
+mod keys;
 mod routing;
 mod upstreams;
 
@@ -18,6 +19,10 @@ use mcp_core::{ModelCatalog, ModelSpec};
 use serde::Deserialize;
 use url::Url;
 
+pub use keys::{
+    ALL_KEYS_LABEL, BudgetSettings as KeyBudgetSettings, GLOBAL_KEY_LABEL, KeyEntry, LimitSettings,
+    LimitsSection, MetricsSettings,
+};
 pub use routing::{BreakerSettings, BudgetSettings, FailureKind, RetryTrigger, RoutingSettings};
 pub use upstreams::{QueueSettings, Secrets, UpstreamEntry, UpstreamPlan};
 
@@ -48,6 +53,13 @@ pub struct Settings {
     pub models: Vec<ModelSpec>,
     #[serde(default)]
     pub routing: RoutingSettings,
+    /// Client keys. Empty: the gateway is open to anyone who can reach it.
+    #[serde(default)]
+    pub keys: Vec<KeyEntry>,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    #[serde(default)]
+    pub metrics: MetricsSettings,
     #[serde(default)]
     pub log: LogSettings,
 }
@@ -304,6 +316,7 @@ impl Settings {
         }
         self.routing.validate()?;
         self.routing_table()?;
+        self.validate_keys()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| SettingsError::invalid("log.level", e.to_string()))?;
         Ok(())

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use mcp_core::resilience::ConcurrencyPolicy;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
@@ -342,6 +342,8 @@ impl Settings {
 #[derive(Debug, Default, Clone)]
 pub struct Secrets {
     keys: BTreeMap<String, SecretString>,
+    /// Client keys named by `keys[].key_env`.
+    client_keys: BTreeMap<String, SecretString>,
 }
 
 impl Secrets {
@@ -354,12 +356,35 @@ impl Secrets {
                 .iter()
                 .filter_map(|e| e.api_key_env.as_ref()),
         );
+        let read = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|k| !k.trim().is_empty())
+                .map(SecretString::from)
+        };
         for name in names {
-            if let Some(key) = std::env::var(name).ok().filter(|k| !k.trim().is_empty()) {
-                secrets.keys.insert(name.clone(), SecretString::from(key));
+            if let Some(key) = read(name) {
+                secrets.keys.insert(name.clone(), key);
+            }
+        }
+        for name in settings.keys.iter().filter_map(|k| k.key_env.as_ref()) {
+            if let Some(key) = read(name) {
+                secrets.client_keys.insert(name.clone(), key);
             }
         }
         secrets
+    }
+
+    /// Secrets holding the client key `key` in the variable `env`.
+    pub fn with_client_key(mut self, env: impl Into<String>, key: impl Into<String>) -> Self {
+        self.client_keys
+            .insert(env.into(), SecretString::from(key.into()));
+        self
+    }
+
+    /// A client key named by `keys[].key_env`.
+    pub fn client_key(&self, env: &str) -> Option<&str> {
+        self.client_keys.get(env).map(ExposeSecret::expose_secret)
     }
 
     /// Secrets holding `key` in the variable `env`.

@@ -13,11 +13,15 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::task::{Context, Poll, Waker};
+
+use mcp_core::limits::{Admitted, KeyId, Limiter, Scope};
 use mcp_core::metrics::DisconnectPhase;
 use mcp_core::upstream::{Outcome, UpstreamId};
 use mcp_core::usage::Usage;
 use mcp_core::{Endpoint, ErrorType, ModelId};
 
+use crate::admission::GateSlot;
 use crate::error::ApiError;
 use crate::intake::{self, ProxyRequest};
 use crate::state::AppState;
@@ -36,6 +40,12 @@ pub struct Exchange {
     attempts: Vec<(UpstreamId, ModelId, Outcome)>,
     /// Routing began: the request was accepted and at least looked for a deployment.
     routed: bool,
+    /// The client key, when the gateway has keys.
+    key: Option<KeyId>,
+    /// What the limiter admitted, to be settled from the real usage.
+    admitted: Option<Admitted>,
+    /// Concurrency slots, held to the last byte.
+    slots: Vec<GateSlot>,
     stream: bool,
     /// The status sent to the client, once known.
     status: Option<u16>,
@@ -69,6 +79,9 @@ impl Exchange {
             served_by: None,
             attempts: Vec::new(),
             routed: false,
+            key: None,
+            admitted: None,
+            slots: Vec::new(),
             stream: false,
             status: None,
             upstream_request_id: None,
@@ -112,6 +125,25 @@ impl Exchange {
     /// The answer is a stream (a retrieval's, decided by the upstream's answer).
     pub fn streamed(&mut self) {
         self.stream = true;
+    }
+
+    /// The client's key.
+    pub fn key(&mut self, key: Option<KeyId>) {
+        self.key = key;
+    }
+
+    /// Concurrency slots to hold until the answer is done.
+    pub fn hold(&mut self, slots: Vec<GateSlot>) {
+        self.slots = slots;
+    }
+
+    /// The limiter admitted the request.
+    pub fn admitted(&mut self, admitted: Admitted) {
+        self.admitted = Some(admitted);
+    }
+
+    pub fn admission(&self) -> Option<&Admitted> {
+        self.admitted.as_ref()
     }
 
     /// Routing begins.
@@ -230,8 +262,9 @@ impl Exchange {
         self.complete = true;
     }
 
-    /// Accounts the tokens (reported, or estimated for a stream cut short) and returns them.
-    fn settle_usage(&mut self) -> Option<Usage> {
+    /// Accounts the tokens (reported, or estimated for a stream cut short) and returns them
+    /// with their cost.
+    fn settle_usage(&mut self) -> Option<(Usage, f64)> {
         let (Some((upstream, model)), Some(status)) = (self.served(), self.status) else {
             return None;
         };
@@ -254,15 +287,54 @@ impl Exchange {
                 ..Usage::default()
             }),
         };
+        let pricing = self.state.routes.catalog().pricing(model);
         if let Some(usage) = &usage {
-            let pricing = self.state.routes.catalog().pricing(model);
             metrics.usage.record(model, upstream, usage, pricing);
         }
         let succeeded = (200..300).contains(&status) && self.error.is_none();
         if self.usage.is_none() && succeeded && self.complete && !self.usage_not_due {
             metrics.usage.record_missing(self.endpoint, upstream);
         }
-        usage
+        usage.map(|u| {
+            let cost = pricing.map_or(0.0, |p| p.cost_usd(&u));
+            (u, cost)
+        })
+    }
+
+    /// The key's books: its request, tokens and cost, and the limiter's settlement of what
+    /// was reserved (the budget gauge follows what the limiter says is left).
+    fn settle_key(&mut self, status: u16, usage: Usage, cost: f64) {
+        let state = &self.state;
+        if let Some(key) = self.key {
+            let label = state.key_label(Scope::Key(key));
+            state.metrics.keys.record_request(
+                label,
+                status,
+                usage.prompt(),
+                usage.completion(),
+                cost,
+            );
+        }
+        let Some(admitted) = self.admitted.take() else {
+            return;
+        };
+        let used = usage.prompt() + usage.completion();
+        let mut settled = state.limiter.settle(self.key, admitted, used, cost);
+        let (key, key_label) = (self.key, state.key_label);
+        let metrics = Arc::clone(&state.metrics);
+        let record = move |remaining: Option<f64>| {
+            if let (Some(key), Some(remaining), true) = (key, remaining, key_label) {
+                metrics.keys.set_budget_remaining(key.index(), remaining);
+            }
+        };
+        // The in-process limiter settles at once; a shared store answers later.
+        let mut cx = Context::from_waker(Waker::noop());
+        match settled.as_mut().poll(&mut cx) {
+            Poll::Ready(remaining) => record(remaining),
+            Poll::Pending => {
+                tokio::spawn(async move { record(settled.await) });
+            }
+        }
     }
 }
 
@@ -289,7 +361,13 @@ impl Drop for Exchange {
             };
             gateway.observe_overhead(self.endpoint, self.stream, overhead);
         }
-        let usage = self.settle_usage().unwrap_or_default();
+        let (usage, cost) = self.settle_usage().unwrap_or_default();
+        let status = if self.complete {
+            self.status.unwrap_or(0)
+        } else {
+            499
+        };
+        self.settle_key(status, usage, cost);
         // Last of the metrics: once the in-flight gauge is back down, every counter of this
         // request is settled, so a scrape never sees one without the other.
         gateway.active_connections.dec();

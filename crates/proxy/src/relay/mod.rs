@@ -23,7 +23,9 @@ use mcp_core::{Endpoint, ErrorType, Protocol};
 pub use exchange::Exchange;
 pub use retrieve::retrieve;
 
+use crate::admission;
 use crate::error::{ApiError, ErrorShape};
+use crate::gateway::Gateway;
 use crate::intake;
 use crate::state::AppState;
 use dispatch::Dispatched;
@@ -40,9 +42,9 @@ pub async fn forward(
     endpoint: Endpoint,
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    gateway: web::Data<Gateway>,
 ) -> Result<HttpResponse, ApiError> {
-    let state = state.into_inner();
+    let state = gateway.current();
     let mut exchange = Exchange::begin(state.clone(), endpoint);
     let result = proxy(&mut exchange, endpoint, &req, payload, &state).await;
     match result {
@@ -86,8 +88,22 @@ async fn proxy(
     payload: web::Payload,
     state: &std::sync::Arc<AppState>,
 ) -> Result<Answer, ApiError> {
+    let key = admission::authenticate(state, req)?;
+    exchange.key(key);
+    exchange.hold(admission::occupy(state, key)?);
     let request = intake::read(endpoint, req, payload, state).await?;
     exchange.accept(&request);
+    admission::check_model(state, key, request.model, &request.requested_model)?;
+    if state.limits_active {
+        // Counting tokens generates none: nothing to reserve.
+        let tokens = match endpoint {
+            Endpoint::MessagesCountTokens => 0,
+            _ => request
+                .max_output_tokens
+                .unwrap_or(state.default_max_tokens),
+        };
+        exchange.admitted(admission::admit(state, key, tokens).await?);
+    }
     // Only OpenAI's chunk streams need asking for usage; the other APIs always report it.
     let strip_usage =
         request.stream && !request.client_wants_usage && endpoint.protocol() == Protocol::OpenAi;
@@ -142,6 +158,13 @@ pub(crate) fn insert_served_headers(exchange: &Exchange, builder: &mut HttpRespo
     }
     if exchange.attempts() > 0 {
         builder.insert_header((ATTEMPTS, HeaderValue::from(exchange.attempts())));
+    }
+    // The client's own limits, in place of the upstream's (which describe the gateway's
+    // account with the provider, not the client).
+    if let Some(admitted) = exchange.admission() {
+        for header in admission::ratelimit_headers(&admitted.headroom) {
+            builder.insert_header(header);
+        }
     }
 }
 

@@ -28,7 +28,9 @@ use super::attempt::Attempt;
 use super::events::Wire;
 use super::try_once::request_id;
 use super::{ErrorChain, Exchange, SERVED_BY_UPSTREAM, insert_served_headers, relayed_headers};
+use crate::admission;
 use crate::error::ApiError;
+use crate::gateway::Gateway;
 use crate::state::AppState;
 
 /// Longest id accepted; OpenAI's are about 60 characters.
@@ -38,11 +40,17 @@ const MAX_ID: usize = 128;
 pub async fn retrieve(
     endpoint: Endpoint,
     req: HttpRequest,
-    state: web::Data<AppState>,
+    gateway: web::Data<Gateway>,
 ) -> Result<HttpResponse, ApiError> {
-    let state = state.into_inner();
+    let state = gateway.current();
     let mut exchange = Exchange::begin(state.clone(), endpoint);
-    match pass_through(&mut exchange, endpoint, &req, &state).await {
+    // A stored response is its owner's: with keys configured, it takes one to read it.
+    let admitted = admission::authenticate(&state, &req).map(|key| exchange.key(key));
+    let result = match admitted {
+        Ok(()) => pass_through(&mut exchange, endpoint, &req, &state).await,
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(Retrieved::Complete(response)) => {
             exchange.respond(response.status().as_u16());
             exchange.complete();

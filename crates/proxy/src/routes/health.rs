@@ -4,7 +4,7 @@
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use crate::state::AppState;
+use crate::gateway::Gateway;
 
 pub const HEALTH_PATH: &str = "/health";
 pub const READY_PATH: &str = "/ready";
@@ -13,7 +13,8 @@ pub(super) async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "healthy", "service": "mcp-server"}))
 }
 
-pub(super) async fn ready(state: web::Data<AppState>) -> HttpResponse {
+pub(super) async fn ready(gateway: web::Data<Gateway>) -> HttpResponse {
+    let state = gateway.current();
     // One reachable upstream is enough to serve (its models, and others' fallbacks to them).
     if state.upstreams.iter().all(|u| u.health.is_down()) {
         let names: Vec<&str> = state.upstreams.iter().map(|u| u.client.name()).collect();

@@ -9,8 +9,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use mcp_core::{Endpoint, ErrorType};
 
 use crate::error::{ApiError, ErrorShape};
+use crate::gateway::Gateway;
 use crate::relay;
-use crate::state::AppState;
 
 pub use health::{HEALTH_PATH, READY_PATH};
 
@@ -86,63 +86,63 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn chat_completions(
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    gateway: web::Data<Gateway>,
 ) -> Result<HttpResponse, ApiError> {
-    relay::forward(Endpoint::ChatCompletions, req, payload, state).await
+    relay::forward(Endpoint::ChatCompletions, req, payload, gateway).await
 }
 
 async fn completions(
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    gateway: web::Data<Gateway>,
 ) -> Result<HttpResponse, ApiError> {
-    relay::forward(Endpoint::Completions, req, payload, state).await
+    relay::forward(Endpoint::Completions, req, payload, gateway).await
 }
 
 async fn embeddings(
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    gateway: web::Data<Gateway>,
 ) -> Result<HttpResponse, ApiError> {
-    relay::forward(Endpoint::Embeddings, req, payload, state).await
+    relay::forward(Endpoint::Embeddings, req, payload, gateway).await
 }
 
 async fn responses(
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    gateway: web::Data<Gateway>,
 ) -> Result<HttpResponse, ApiError> {
-    relay::forward(Endpoint::Responses, req, payload, state).await
+    relay::forward(Endpoint::Responses, req, payload, gateway).await
 }
 
 async fn response_by_id(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    gateway: web::Data<Gateway>,
 ) -> Result<HttpResponse, ApiError> {
-    relay::retrieve(Endpoint::ResponseById, req, state).await
+    relay::retrieve(Endpoint::ResponseById, req, gateway).await
 }
 
 async fn response_input_items(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    gateway: web::Data<Gateway>,
 ) -> Result<HttpResponse, ApiError> {
-    relay::retrieve(Endpoint::ResponseInputItems, req, state).await
+    relay::retrieve(Endpoint::ResponseInputItems, req, gateway).await
 }
 
 async fn messages(
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    gateway: web::Data<Gateway>,
 ) -> Result<HttpResponse, ApiError> {
-    relay::forward(Endpoint::Messages, req, payload, state).await
+    relay::forward(Endpoint::Messages, req, payload, gateway).await
 }
 
 async fn messages_count_tokens(
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    gateway: web::Data<Gateway>,
 ) -> Result<HttpResponse, ApiError> {
-    relay::forward(Endpoint::MessagesCountTokens, req, payload, state).await
+    relay::forward(Endpoint::MessagesCountTokens, req, payload, gateway).await
 }
 
 /// Paths in messages are cut short: they come from the client.

@@ -3,10 +3,10 @@
 use actix_web::http::header::ContentType;
 use actix_web::{HttpResponse, web};
 
-use crate::state::AppState;
+use crate::gateway::Gateway;
 
-pub(super) async fn list(state: web::Data<AppState>) -> HttpResponse {
+pub(super) async fn list(gateway: web::Data<Gateway>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(ContentType::json())
-        .body(state.models_body.clone())
+        .body(gateway.current().models_body.clone())
 }

@@ -11,6 +11,7 @@ use mcp_core::{DeploymentSpec, ModelSpec, Pricing};
 use mcp_mock_upstream::{FaultProfile, MockOptions, MockUpstream};
 use mcp_proxy::Application;
 use mcp_proxy::configuration::{Secrets, Settings, UpstreamEntry};
+use mcp_proxy::gateway::Gateway;
 use serde_json::{Value, json};
 
 use crate::scrape::Scrape;
@@ -31,6 +32,8 @@ pub struct TestApp {
     /// The clock the gateway's policies read: breaker cool-downs pass when it is advanced,
     /// and waits between attempts advance it instead of sleeping.
     pub clock: Arc<ManualClock>,
+    /// The configuration in force, for reload tests.
+    pub gateway: Arc<Gateway>,
     pub client: reqwest::Client,
 }
 
@@ -149,12 +152,14 @@ pub async fn spawn(mut options: Spawn) -> TestApp {
         Application::build_with_clock(listener, options.settings, options.secrets, clock.clone())
             .expect("the gateway builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let gateway = app.gateway();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
         mock_url,
         mock_urls,
         clock,
+        gateway,
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()

@@ -12,9 +12,11 @@
 mod endpoints;
 mod errors;
 mod helpers;
+mod keys;
 mod logs;
 mod messages;
 mod metrics;
+mod reload;
 mod responses;
 mod routing;
 mod scrape;

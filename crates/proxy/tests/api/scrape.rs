@@ -87,6 +87,7 @@ pub fn family_labels() -> BTreeMap<String, Vec<String>> {
     let sets = LabelSets {
         models: label_values(["m", "other"]),
         upstreams: label_values(["u"]),
+        keys: label_values(["k", "_global"]),
     };
     let build = BuildInfo {
         version: "0".into(),

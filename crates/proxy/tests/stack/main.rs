@@ -4,4 +4,5 @@ mod compose;
 mod dashboard_lint;
 mod dashboards;
 mod e2e;
+mod reload;
 mod run_script;

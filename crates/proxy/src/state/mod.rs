@@ -1,28 +1,43 @@
 //! What every worker shares: the routing table and each deployment's breaker, the upstreams
 //! (client, health, slots), the retry policy and budget, the clock policies read, the metric
-//! families and the request limits. Built once at start-up.
+//! families and the request limits.
+//!
+//! An [`AppState`] is one configuration's: built at start-up and again on every reload
+//! ([`build`]), when it takes over from the old one whatever has state that must outlive a
+//! reload (upstream pools and slots, breakers, the retry budget). A request keeps the state
+//! it started with until it ends; [`crate::gateway::Gateway`] hands out the current one.
+
+mod build;
+
+pub use build::{BuildError, Shared};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use mcp_core::ModelId;
 use mcp_core::clock::Clock;
+use mcp_core::limits::{KeyTable, MemoryLimiter, Scope};
 use mcp_core::metrics::Metrics;
 use mcp_core::resilience::{
     BreakerState, CircuitBreaker, ConcurrencyLimit, Permit, Refusal, RetryBudget, RetryPolicy,
 };
 use mcp_core::routing::{DeploymentId, RoutingTable};
 use mcp_core::upstream::{Outcome, UpstreamClient, UpstreamHealth, UpstreamId};
+use secrecy::SecretString;
+
+use crate::admission::Gate;
+use crate::configuration::UpstreamPlan;
 
 #[derive(Debug)]
 pub struct AppState {
     pub routes: RoutingTable,
     /// By `UpstreamId`.
-    pub upstreams: Vec<Upstream>,
+    pub upstreams: Vec<Arc<Upstream>>,
     /// By `DeploymentId`.
-    pub breakers: Vec<CircuitBreaker>,
+    pub breakers: Vec<Arc<CircuitBreaker>>,
     pub retry: RetryPolicy,
-    pub budget: RetryBudget,
+    pub budget: Arc<RetryBudget>,
     /// The longest a request may take, every attempt and wait included.
     pub deadline: Duration,
     pub clock: Arc<dyn Clock>,
@@ -32,11 +47,33 @@ pub struct AppState {
     pub max_response_bytes: usize,
     /// `GET /v1/models`, rendered once.
     pub models_body: Bytes,
+    /// Client keys; empty when the gateway is open.
+    pub keys: KeyTable,
+    /// By `KeyId`: the models the key may use (`None`: all of them).
+    pub allowed_models: Vec<Option<Vec<ModelId>>>,
+    /// Rate limits and budgets; asked only when `limits_active`.
+    pub limiter: Arc<MemoryLimiter>,
+    pub limits_active: bool,
+    pub gates: Gates,
+    /// Tokens reserved for a request that sets no `max_tokens`.
+    pub default_max_tokens: u64,
+    /// Per-key series; off, every key counts under one label value.
+    pub key_label: bool,
+}
+
+/// The concurrency limits: the gateway's, and each key's by `KeyId`.
+#[derive(Debug)]
+pub struct Gates {
+    pub global: Arc<Gate>,
+    pub keys: Vec<Arc<Gate>>,
 }
 
 /// One upstream: how to reach it, whether it can be reached, and its slots.
 #[derive(Debug)]
 pub struct Upstream {
+    /// What it was built from; a reload keeps it when its plan and key have not changed.
+    pub plan: UpstreamPlan,
+    key: Option<SecretString>,
     pub client: Arc<UpstreamClient>,
     /// Down means unreachable; failing is the breakers' business.
     pub health: UpstreamHealth,
@@ -45,6 +82,22 @@ pub struct Upstream {
 }
 
 impl AppState {
+    /// The `key` label index of a limit's scope.
+    pub fn key_label(&self, scope: Scope) -> usize {
+        match scope {
+            Scope::Key(k) if self.key_label => k.index(),
+            Scope::Key(_) => 0,
+            // `_global` comes last.
+            Scope::Global => {
+                if self.key_label {
+                    self.keys.len()
+                } else {
+                    1
+                }
+            }
+        }
+    }
+
     pub fn upstream(&self, id: UpstreamId) -> &Upstream {
         &self.upstreams[id.index()]
     }
