@@ -13,6 +13,7 @@ pub mod limits;
 pub mod metrics;
 pub mod models;
 pub mod openai;
+pub mod request_id;
 pub mod resilience;
 pub mod responses;
 pub mod routing;

@@ -4,8 +4,8 @@
 //! many attempts it had in flight at once (a gateway's concurrency cap, or a fallback that
 //! should not double the load, shows there).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 
@@ -20,6 +20,9 @@ pub(crate) struct Stats {
     streams_completed: AtomicU64,
     streams_cancelled: AtomicU64,
     streams_cut: AtomicU64,
+    /// The `x-request-id` the last `/v1/*` request carried, so that a gateway's tests can
+    /// see which id it forwarded.
+    last_request_id: Mutex<Option<String>>,
 }
 
 /// A point-in-time copy of [`Stats`], as served.
@@ -59,6 +62,21 @@ impl Stats {
             stats: Arc::clone(self),
             sequence: count,
         }
+    }
+
+    /// Remembers the id a request carried (or that it carried none).
+    pub(crate) fn note_request_id(&self, id: Option<&str>) {
+        *self
+            .last_request_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = id.map(str::to_owned);
+    }
+
+    pub(crate) fn last_request_id(&self) -> Option<String> {
+        self.last_request_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub(crate) fn stream_started(&self) {

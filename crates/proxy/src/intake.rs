@@ -3,12 +3,14 @@
 //! endpoint's kind). Everything else in the body is left alone. Errors are rendered in the
 //! endpoint's API shape by the caller.
 
+use actix_web::HttpMessage;
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::{HttpRequest, web};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::{HeaderName, HeaderValue};
 use mcp_core::openai::RequestPeek;
+use mcp_core::request_id::RequestId;
 use mcp_core::upstream::{ANTHROPIC_BETA, ANTHROPIC_VERSION, UpstreamId, UpstreamKind};
 use mcp_core::{Endpoint, ErrorType, ModelId};
 
@@ -37,6 +39,8 @@ pub struct ProxyRequest {
     /// The client's headers the upstream's API reads (Anthropic's `anthropic-version` and
     /// `anthropic-beta`); empty for OpenAI's endpoints, without allocating.
     pub forwarded: Vec<(HeaderName, HeaderValue)>,
+    /// The request's id, sent upstream as `x-request-id`.
+    pub request_id: Option<RequestId>,
     /// `max_completion_tokens` or `max_tokens`, when the client set one.
     pub max_output_tokens: Option<u64>,
 }
@@ -116,6 +120,7 @@ pub async fn read(
         stored_context,
         pinned,
         forwarded,
+        request_id: req.extensions().get::<RequestId>().cloned(),
         max_output_tokens,
     })
 }

@@ -1,5 +1,7 @@
 //! Error accounting: every error response leaves the app counted and in the client's API's
-//! shape (OpenAI's, or Anthropic's under `/v1/messages`).
+//! shape (OpenAI's, or Anthropic's under `/v1/messages`). And request ids: every request
+//! gets one here (the client's, if usable), in its extensions for the handlers and in the
+//! answer's `x-mcp-request-id`.
 //!
 //! It sits just inside actix-web-prom. Errors the gateway renders itself carry their
 //! [`ErrorType`] in the response extensions; anything else (a framework error) is classified
@@ -18,10 +20,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use actix_web::Error;
+use actix_web::HttpMessage;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use mcp_core::ErrorType;
 use mcp_core::metrics::{GatewayMetrics, UNMATCHED_ENDPOINT};
+use mcp_core::request_id::{self, RequestId};
 
 use crate::error::{ErrorShape, error_response};
 
@@ -74,9 +79,16 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
+        let sent = req
+            .headers()
+            .get(request_id::CLIENT_HEADER)
+            .map(|v| v.as_bytes());
+        let id = RequestId::from_client(sent);
+        req.extensions_mut().insert(id.clone());
         Accounted {
             inner: self.service.call(req),
             metrics: self.metrics.clone(),
+            id,
         }
     }
 }
@@ -87,6 +99,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         metrics: Arc<mcp_core::metrics::Metrics>,
+        // Answered in `x-mcp-request-id`, whatever the answer.
+        id: RequestId,
     }
 }
 
@@ -101,7 +115,15 @@ where
         let this = self.project();
         let gateway = &this.metrics.gateway;
         Poll::Ready(match ready!(this.inner.poll(cx)) {
-            Ok(response) => Ok(account(response, gateway)),
+            Ok(response) => {
+                let mut response = account(response, gateway);
+                if let Ok(id) = HeaderValue::from_maybe_shared(this.id.as_bytes().clone()) {
+                    response
+                        .headers_mut()
+                        .insert(HeaderName::from_static(request_id::GATEWAY_HEADER), id);
+                }
+                Ok(response)
+            }
             Err(error) => {
                 let status = error.as_response_error().status_code().as_u16();
                 gateway.record_error(ErrorType::from_status(status), UNMATCHED_ENDPOINT);

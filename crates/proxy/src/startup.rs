@@ -185,12 +185,24 @@ impl Application {
             .probe_interval
             .map(|interval| tokio::spawn(probe_upstreams(self.gateway.clone(), interval)));
         let reloads = tokio::spawn(reload_on_hangup(self.gateway.clone()));
+        let budgets = tokio::spawn(refresh_budgets(self.gateway.clone()));
         let result = self.server.await;
         if let Some(probe) = probe {
             probe.abort();
         }
         reloads.abort();
+        budgets.abort();
         result
+    }
+}
+
+/// Keeps each key's budget gauge true when no request settles: a new period starts the
+/// budget again whether or not the key is used.
+async fn refresh_budgets(gateway: Arc<Gateway>) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        ticks.tick().await;
+        gateway.current().refresh_budget_gauges().await;
     }
 }
 

@@ -81,10 +81,14 @@ impl KeyMetrics {
             budget: Indexed::new(budget, [keys.clone()]),
             budget_remaining: Indexed::new(budget_remaining, [keys.clone()]),
         };
-        // Every configured key's series exist from the start, at zero, for rate() and alerts.
+        // Every configured key's series exist from the start, at zero, for rate() and alerts;
+        // `_global` (last) only where the gateway's own limits count.
         for k in 0..keys.len() {
             for limit in LimitKind::ALL {
                 metrics.rate_limited.at([limit.index(), k]);
+            }
+            if k + 1 == keys.len() {
+                break;
             }
             for class in 0..CLASSES.len() {
                 metrics.requests.at([k, class]);

@@ -41,6 +41,7 @@ pub use kind::{
 pub use outcome::Outcome;
 
 use crate::Endpoint;
+use crate::request_id::{self, RequestId};
 
 /// Index of an upstream in the configured list; also its label index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -227,15 +228,20 @@ impl UpstreamClient {
         endpoint: Endpoint,
         body: Bytes,
         forwarded: &[(HeaderName, HeaderValue)],
+        request_id: Option<&RequestId>,
         deadline: Instant,
     ) -> Result<UpstreamResponse, UpstreamError> {
         let uri = self.uris[endpoint.index()]
             .as_ref()
             .expect("endpoints routed by model have an upstream path");
         let mut request = self.request(Method::POST, uri, body, forwarded);
-        request
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let headers = request.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(id) = request_id
+            && let Ok(value) = HeaderValue::from_maybe_shared(id.as_bytes().clone())
+        {
+            headers.insert(HeaderName::from_static(request_id::CLIENT_HEADER), value);
+        }
         self.exchange(request, deadline).await
     }
 

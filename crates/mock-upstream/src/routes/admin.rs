@@ -66,12 +66,15 @@ struct StatsAnswer<'a> {
     instance: &'a str,
     #[serde(flatten)]
     counters: StatsSnapshot,
+    /// The `x-request-id` of the last `/v1/*` request, `null` if it had none.
+    last_request_id: Option<String>,
 }
 
 async fn stats(state: Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(StatsAnswer {
         instance: &state.instance,
         counters: state.stats.snapshot(),
+        last_request_id: state.stats.last_request_id(),
     })
 }
 

@@ -113,6 +113,12 @@ async fn answer(
     body: Bytes,
 ) -> HttpResponse {
     let in_flight = state.stats.begin_request();
+    state.stats.note_request_id(
+        request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+    );
     let mut response = match respond(endpoint, &state, &request, &body, in_flight).await {
         Ok(response) => response,
         Err(error) if endpoint.is_anthropic() => error.anthropic().error_response(),

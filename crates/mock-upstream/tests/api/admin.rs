@@ -119,6 +119,7 @@ async fn stats_count_api_requests_and_completed_streams_but_not_admin_calls() {
         json!({
             "instance": "mock", "requests_total": 2, "in_flight": 0, "max_in_flight": 1,
             "streams_started": 1, "streams_completed": 1, "streams_cancelled": 0, "streams_cut": 0,
+            "last_request_id": null,
         })
     );
 }

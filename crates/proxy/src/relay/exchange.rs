@@ -17,6 +17,7 @@ use std::task::{Context, Poll, Waker};
 
 use mcp_core::limits::{Admitted, KeyId, Limiter, Scope};
 use mcp_core::metrics::DisconnectPhase;
+use mcp_core::request_id::RequestId;
 use mcp_core::upstream::{Outcome, UpstreamId};
 use mcp_core::usage::Usage;
 use mcp_core::{Endpoint, ErrorType, ModelId};
@@ -42,6 +43,8 @@ pub struct Exchange {
     routed: bool,
     /// The client key, when the gateway has keys.
     key: Option<KeyId>,
+    /// This request's id (the client's, or minted), for the access line.
+    request_id: Option<RequestId>,
     /// What the limiter admitted, to be settled from the real usage.
     admitted: Option<Admitted>,
     /// Concurrency slots, held to the last byte.
@@ -80,6 +83,7 @@ impl Exchange {
             attempts: Vec::new(),
             routed: false,
             key: None,
+            request_id: None,
             admitted: None,
             slots: Vec::new(),
             stream: false,
@@ -125,6 +129,11 @@ impl Exchange {
     /// The answer is a stream (a retrieval's, decided by the upstream's answer).
     pub fn streamed(&mut self) {
         self.stream = true;
+    }
+
+    /// The request's id.
+    pub fn identify(&mut self, request_id: Option<RequestId>) {
+        self.request_id = request_id;
     }
 
     /// The client's key.
@@ -387,6 +396,8 @@ impl Drop for Exchange {
             prompt_tokens = usage.prompt(),
             completion_tokens = usage.completion(),
             error_type = self.error.map(ErrorType::as_str),
+            request_id = self.request_id.as_ref().map(RequestId::as_str),
+            key = self.key.map(|k| self.state.keys.name(k)),
             upstream_request_id = self.upstream_request_id.as_deref(),
             "request"
         );

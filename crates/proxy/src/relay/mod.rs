@@ -13,10 +13,12 @@ mod retrieve;
 mod stream;
 mod try_once;
 
+use actix_web::HttpMessage;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use mcp_core::metrics::RateLimitKind;
+use mcp_core::request_id::RequestId;
 use mcp_core::upstream::{UpstreamId, UpstreamKind, UpstreamResponse};
 use mcp_core::{Endpoint, ErrorType, Protocol};
 
@@ -46,6 +48,7 @@ pub async fn forward(
 ) -> Result<HttpResponse, ApiError> {
     let state = gateway.current();
     let mut exchange = Exchange::begin(state.clone(), endpoint);
+    exchange.identify(req.extensions().get::<RequestId>().cloned());
     let result = proxy(&mut exchange, endpoint, &req, payload, &state).await;
     match result {
         Ok(Answer::Complete(response)) => {

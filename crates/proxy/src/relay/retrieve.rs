@@ -19,8 +19,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use actix_web::HttpMessage;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
+use mcp_core::request_id::RequestId;
 use mcp_core::upstream::{Outcome, UpstreamError, UpstreamId, UpstreamKind, UpstreamResponse};
 use mcp_core::{Endpoint, ErrorType, Protocol};
 
@@ -44,6 +46,7 @@ pub async fn retrieve(
 ) -> Result<HttpResponse, ApiError> {
     let state = gateway.current();
     let mut exchange = Exchange::begin(state.clone(), endpoint);
+    exchange.identify(req.extensions().get::<RequestId>().cloned());
     // A stored response is its owner's: with keys configured, it takes one to read it.
     let admitted = admission::authenticate(&state, &req).map(|key| exchange.key(key));
     let result = match admitted {

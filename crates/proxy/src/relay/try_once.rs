@@ -55,7 +55,13 @@ pub(super) async fn try_once(
     };
     let response = match upstream
         .client
-        .send(endpoint, body, &request.forwarded, deadline)
+        .send(
+            endpoint,
+            body,
+            &request.forwarded,
+            request.request_id.as_ref(),
+            deadline,
+        )
         .await
     {
         Ok(response) => response,

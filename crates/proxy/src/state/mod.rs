@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use mcp_core::ModelId;
 use mcp_core::clock::Clock;
-use mcp_core::limits::{KeyTable, MemoryLimiter, Scope};
+use mcp_core::limits::{KeyTable, Limiter, MemoryLimiter, Scope};
 use mcp_core::metrics::Metrics;
 use mcp_core::resilience::{
     BreakerState, CircuitBreaker, ConcurrencyLimit, Permit, Refusal, RetryBudget, RetryPolicy,
@@ -94,6 +94,19 @@ impl AppState {
                 } else {
                     1
                 }
+            }
+        }
+    }
+
+    /// Sets each key's budget gauges from what the limiter says is left.
+    pub async fn refresh_budget_gauges(&self) {
+        if !self.key_label {
+            return;
+        }
+        for i in 0..self.keys.len() {
+            let key = mcp_core::limits::KeyId::from_index(i);
+            if let Some(remaining) = self.limiter.budget_remaining(key).await {
+                self.metrics.keys.set_budget_remaining(i, remaining);
             }
         }
     }

@@ -376,6 +376,10 @@ async fn without_the_key_label_every_key_counts_as_all() {
     let m = app.scrape().await;
     assert_eq!(
         m.label_values("mcp_server_key_requests_total", "key"),
+        ["_all"]
+    );
+    assert_eq!(
+        m.label_values("mcp_server_rate_limited_total", "key"),
         ["_all", "_global"]
     );
     assert_eq!(

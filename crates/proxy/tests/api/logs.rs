@@ -115,6 +115,8 @@ async fn the_access_log_is_plain_complete_and_keeps_keys_prompts_and_forged_line
         "status=200",
         r#"model="gpt-4o-mini""#,
         r#"upstream_request_id="req_"#,
+        r#" request_id="req_"#,
+        "attempts=",
     ] {
         assert!(access[0].contains(field), "no {field} in {}", access[0]);
     }

@@ -17,6 +17,7 @@ mod logs;
 mod messages;
 mod metrics;
 mod reload;
+mod request_ids;
 mod responses;
 mod routing;
 mod scrape;
