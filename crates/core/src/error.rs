@@ -36,6 +36,10 @@ pub enum ErrorType {
     /// Every deployment that could serve the request has its circuit breaker open (or is
     /// sitting out a 429), so none was tried.
     CircuitOpen,
+    /// The client did not send its request's body in time.
+    RequestTimeout,
+    /// The request's headers are larger than the gateway accepts.
+    HeadersTooLarge,
     /// A missing or unknown client key.
     InvalidApiKey,
     /// The client's key may not use the model; the client is told it does not exist.
@@ -48,7 +52,7 @@ pub enum ErrorType {
 }
 
 impl ErrorType {
-    pub const ALL: [ErrorType; 21] = [
+    pub const ALL: [ErrorType; 23] = [
         ErrorType::InvalidRequest,
         ErrorType::UnsupportedMediaType,
         ErrorType::PayloadTooLarge,
@@ -65,6 +69,8 @@ impl ErrorType {
         ErrorType::StreamInterrupted,
         ErrorType::UpstreamSaturated,
         ErrorType::CircuitOpen,
+        ErrorType::RequestTimeout,
+        ErrorType::HeadersTooLarge,
         ErrorType::InvalidApiKey,
         ErrorType::ModelNotAllowed,
         ErrorType::RateLimitExceeded,
@@ -91,6 +97,8 @@ impl ErrorType {
             ErrorType::StreamInterrupted => "stream_interrupted",
             ErrorType::UpstreamSaturated => "upstream_saturated",
             ErrorType::CircuitOpen => "circuit_open",
+            ErrorType::RequestTimeout => "request_timeout",
+            ErrorType::HeadersTooLarge => "headers_too_large",
             ErrorType::InvalidApiKey => "invalid_api_key",
             ErrorType::ModelNotAllowed => "model_not_allowed",
             ErrorType::RateLimitExceeded => "rate_limit_exceeded",
@@ -108,6 +116,8 @@ impl ErrorType {
             | ErrorType::NotFound
             | ErrorType::MethodNotAllowed
             | ErrorType::UpstreamClientError
+            | ErrorType::RequestTimeout
+            | ErrorType::HeadersTooLarge
             | ErrorType::InvalidApiKey
             | ErrorType::ModelNotAllowed
             | ErrorType::RateLimitExceeded
@@ -134,6 +144,8 @@ impl ErrorType {
             ErrorType::PayloadTooLarge => 413,
             ErrorType::ModelNotFound | ErrorType::NotFound | ErrorType::ModelNotAllowed => 404,
             ErrorType::InvalidApiKey => 401,
+            ErrorType::RequestTimeout => 408,
+            ErrorType::HeadersTooLarge => 431,
             ErrorType::RateLimitExceeded | ErrorType::InsufficientQuota => 429,
             ErrorType::MethodNotAllowed => 405,
             ErrorType::UpstreamRateLimited => 429,
@@ -180,8 +192,13 @@ impl ErrorType {
     pub const fn anthropic_type(self) -> &'static str {
         match self {
             ErrorType::PayloadTooLarge => "request_too_large",
-            ErrorType::ModelNotFound | ErrorType::NotFound => "not_found_error",
-            ErrorType::UpstreamRateLimited => "rate_limit_error",
+            ErrorType::ModelNotFound | ErrorType::NotFound | ErrorType::ModelNotAllowed => {
+                "not_found_error"
+            }
+            ErrorType::InvalidApiKey => "authentication_error",
+            ErrorType::UpstreamRateLimited
+            | ErrorType::RateLimitExceeded
+            | ErrorType::InsufficientQuota => "rate_limit_error",
             ErrorType::UpstreamOverloaded
             | ErrorType::UpstreamSaturated
             | ErrorType::CircuitOpen => "overloaded_error",
@@ -197,7 +214,9 @@ impl ErrorType {
         match status {
             404 => ErrorType::NotFound,
             405 => ErrorType::MethodNotAllowed,
+            408 => ErrorType::RequestTimeout,
             413 => ErrorType::PayloadTooLarge,
+            431 => ErrorType::HeadersTooLarge,
             415 => ErrorType::UnsupportedMediaType,
             400..=499 => ErrorType::InvalidRequest,
             _ => ErrorType::Internal,

@@ -1,10 +1,13 @@
 //! The command line. Every flag also reads a `LOADGEN_*` environment variable, so that the
-//! compose file can configure the loadgen without rewriting its command.
+//! compose file can configure the loadgen without rewriting its command. Client keys are
+//! secrets: their environment variable's value is left out of `--help`, and the flags' `Debug`
+//! form shows none.
 
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::keys::ApiKey;
 use crate::scenario::{Incident, ScenarioConfig};
 use crate::schedule;
 use crate::telemetry::LogFormat;
@@ -69,6 +72,18 @@ pub struct TrafficArgs {
     #[arg(long, env = "LOADGEN_REPORT_SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub report_secs: u64,
+    /// A client key, sent as `Authorization: Bearer KEY`; repeat the flag (or separate keys with
+    /// commas) for several, presented in turn. None: no `Authorization` header.
+    // Hyphen values are taken as keys so that clap never quotes one back in an error.
+    #[arg(
+        long = "api-key",
+        value_name = "KEY",
+        env = "LOADGEN_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
+    pub api_keys: Vec<ApiKey>,
 }
 
 /// `run`'s flags.
@@ -203,6 +218,13 @@ impl TrafficArgs {
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             report_every: Duration::from_secs(self.report_secs),
             health_wait: Duration::from_secs(self.wait_secs),
+            // An empty LOADGEN_API_KEYS, or a stray comma, means no key rather than an empty one.
+            api_keys: self
+                .api_keys
+                .iter()
+                .filter(|key| !key.is_empty())
+                .cloned()
+                .collect(),
             ..TrafficConfig::new(self.target.clone())
         }
     }

@@ -18,6 +18,38 @@ fn run_defaults_to_five_per_second_against_the_local_gateway_forever() {
     assert_eq!(config.concurrency_limit, 256);
     assert_eq!(config.stream_share, 0.3);
     assert_eq!(config.health_wait, Duration::from_secs(120));
+    assert!(config.api_keys.is_empty());
+}
+
+#[test]
+fn client_keys_are_repeatable_shared_by_every_traffic_command_and_never_shown() {
+    let keys = [
+        "--api-key",
+        "sk-first-7d1e",
+        "--api-key",
+        "sk-second-7d1e,,",
+    ];
+    let expected = [ApiKey::new("sk-first-7d1e"), ApiKey::new("sk-second-7d1e")];
+    let run = parse(&[&["run"][..], &keys].concat());
+    assert!(!format!("{run:?}").contains("7d1e"), "{run:?}");
+    let Command::Run(args) = run.command else {
+        panic!("expected run");
+    };
+    assert_eq!(args.config().api_keys, expected);
+    assert!(!format!("{:?}", args.config()).contains("7d1e"));
+    for scenario in ["incident", "slow-upstream", "failover"] {
+        let Command::Scenario(command) =
+            parse(&[&["scenario", scenario][..], &keys].concat()).command
+        else {
+            panic!("expected a scenario");
+        };
+        assert_eq!(command.config().traffic.api_keys, expected, "{scenario}");
+    }
+    // A key that looks like a flag is still a key.
+    let Command::Run(args) = parse(&["run", "--api-key", "-dash-key"]).command else {
+        panic!("expected run");
+    };
+    assert_eq!(args.config().api_keys, [ApiKey::new("-dash-key")]);
 }
 
 #[test]

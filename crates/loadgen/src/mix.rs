@@ -1,13 +1,18 @@
 //! The request mix: what each scheduled request is. A weighted draw picks the kind (so that
 //! every dashboard panel gets data: two chat models, legacy completions, embeddings, the
-//! Responses API, Anthropic's Messages API, and a thin steady stream of client errors), then
-//! the prompt length, `max_tokens` and whether the answer is streamed, so latency and token
-//! panels show a spread rather than one value. A share of the Responses and Messages requests
-//! shares one long system prompt (marked for caching on the Messages API) and some ask for
-//! reasoning, so that the cache-hit and reasoning panels have something to show.
+//! Responses API, Anthropic's Messages API, and a thin steady stream of client errors, a wrong
+//! client key among them when keys are configured), then the prompt length, `max_tokens` and
+//! whether the answer is streamed, so latency and token panels show a spread rather than one
+//! value. A share of the Responses and Messages requests shares one long system prompt (marked
+//! for caching on the Messages API) and some ask for reasoning, so that the cache-hit and
+//! reasoning panels have something to show. Each request also gets the client key it presents
+//! ([`Credential`]): the configured keys in turn.
 
 use bytes::Bytes;
 use serde_json::{Value, json};
+
+use crate::keys::{Credential, KeyTurns};
+use crate::words::{WORDS, shared_system_prompt};
 
 /// The cheap chat model, most of the traffic.
 pub const CHAT_SMALL_MODEL: &str = "gpt-4o-mini";
@@ -78,11 +83,15 @@ pub enum RequestKind {
     UnknownModel,
     /// A chat request whose body is cut-off JSON (400).
     MalformedBody,
+    /// A chat request on [`CHAT_SMALL_MODEL`] that presents
+    /// [`WRONG_KEY`](crate::keys::WRONG_KEY) (401 `invalid_api_key`); drawn as
+    /// [`Self::ChatSmall`] when no keys are configured, since there is no key to get wrong.
+    WrongKey,
 }
 
 impl RequestKind {
     /// Every kind, in the order of [`Weights`].
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::ChatSmall,
         Self::ChatLarge,
         Self::Completion,
@@ -91,6 +100,7 @@ impl RequestKind {
         Self::Messages,
         Self::UnknownModel,
         Self::MalformedBody,
+        Self::WrongKey,
     ];
 
     /// Where this kind of request goes.
@@ -100,9 +110,11 @@ impl RequestKind {
             Self::Embedding => Endpoint::Embeddings,
             Self::Responses => Endpoint::Responses,
             Self::Messages => Endpoint::Messages,
-            Self::ChatSmall | Self::ChatLarge | Self::UnknownModel | Self::MalformedBody => {
-                Endpoint::ChatCompletions
-            }
+            Self::ChatSmall
+            | Self::ChatLarge
+            | Self::UnknownModel
+            | Self::MalformedBody
+            | Self::WrongKey => Endpoint::ChatCompletions,
         }
     }
 
@@ -116,7 +128,10 @@ impl RequestKind {
 
     /// Whether this request is a deliberate client error.
     pub fn is_client_error(self) -> bool {
-        matches!(self, Self::UnknownModel | Self::MalformedBody)
+        matches!(
+            self,
+            Self::UnknownModel | Self::MalformedBody | Self::WrongKey
+        )
     }
 
     fn index(self) -> usize {
@@ -129,10 +144,11 @@ impl RequestKind {
 pub struct Weights([u32; RequestKind::ALL.len()]);
 
 impl Weights {
-    /// The demo mix: 33% small chat, 12% large chat, 12% completions, 19% embeddings, 11%
-    /// Responses, 12% Messages, 0.5% unknown model and 0.5% malformed body (1% client errors
-    /// in all).
-    pub const DEFAULT: Self = Self([330, 120, 120, 190, 110, 120, 5, 5]);
+    /// The demo mix: 32.5% small chat, 12% large chat, 12% completions, 19% embeddings, 11%
+    /// Responses, 12% Messages, 0.5% unknown model, 0.5% malformed body and 0.5% wrong key
+    /// (1.5% client errors in all). Without keys the wrong-key share is sent as small chat:
+    /// then the mix is 33% small chat and 1% client errors.
+    pub const DEFAULT: Self = Self([325, 120, 120, 190, 110, 120, 5, 5, 5]);
 
     /// Only one kind of request.
     pub fn only(kind: RequestKind) -> Self {
@@ -170,6 +186,8 @@ pub struct PlannedRequest {
     pub endpoint: Endpoint,
     /// Whether the body asks for a streamed answer.
     pub stream: bool,
+    /// The client key it presents.
+    pub credential: Credential,
     /// The JSON body (not valid JSON for [`RequestKind::MalformedBody`]).
     pub body: Bytes,
 }
@@ -180,6 +198,7 @@ pub struct RequestMix {
     weights: Weights,
     stream_share: f64,
     rng: fastrand::Rng,
+    keys: KeyTurns,
 }
 
 impl RequestMix {
@@ -196,12 +215,30 @@ impl RequestMix {
             weights,
             stream_share,
             rng: seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
+            keys: KeyTurns::default(),
         }
+    }
+
+    /// The same mix, presenting `count` client keys in turn (none: no key at all).
+    pub fn with_keys(mut self, count: usize) -> Self {
+        self.keys = KeyTurns::new(count);
+        self
     }
 
     /// The next request.
     pub fn draw(&mut self) -> PlannedRequest {
-        let kind = self.draw_kind();
+        let mut kind = self.draw_kind();
+        if kind == RequestKind::WrongKey && !self.keys.any() {
+            // Its share was taken from the small chats: giving it back keeps the mix without
+            // keys what it was before keys existed.
+            kind = RequestKind::ChatSmall;
+        }
+        // The deliberate 404s and 400s present a good key too, so that the gateway gets past
+        // the key to the error they are meant to show.
+        let credential = match kind {
+            RequestKind::WrongKey => Credential::Wrong,
+            _ => self.keys.next_credential(),
+        };
         let stream = kind.streamable() && self.rng.f64() < self.stream_share;
         let body = match kind {
             RequestKind::ChatSmall => self.chat_body(CHAT_SMALL_MODEL, stream),
@@ -211,6 +248,9 @@ impl RequestMix {
             RequestKind::Responses => self.responses_body(stream),
             RequestKind::Messages => self.messages_body(stream),
             RequestKind::UnknownModel => self.chat_body(UNKNOWN_MODEL, false),
+            // The gateway refuses it before reading the body; a well-formed one leaves the key
+            // as the only thing wrong.
+            RequestKind::WrongKey => self.chat_body(CHAT_SMALL_MODEL, false),
             RequestKind::MalformedBody => {
                 let cut =
                     br#"{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "cut sh"#;
@@ -218,6 +258,7 @@ impl RequestMix {
                     kind,
                     endpoint: kind.endpoint(),
                     stream: false,
+                    credential,
                     body: Bytes::from_static(cut),
                 };
             }
@@ -226,6 +267,7 @@ impl RequestMix {
             kind,
             endpoint: kind.endpoint(),
             stream,
+            credential,
             body: Bytes::from(body.to_string()),
         }
     }
@@ -352,47 +394,6 @@ impl RequestMix {
 
 /// Share of the Responses and Messages requests that carry the shared system prompt.
 const SHARED_PROMPT_SHARE: f64 = 0.4;
-
-/// One long system prompt (about 1500 tokens, past the 1024 a provider caches), the same for
-/// every request that carries it: what a prompt cache is for.
-fn shared_system_prompt() -> String {
-    "You are the demo assistant of the MCP Server gateway; answer briefly and plainly. ".repeat(75)
-}
-
-const WORDS: [&str; 32] = [
-    "gateway",
-    "latency",
-    "token",
-    "stream",
-    "upstream",
-    "model",
-    "request",
-    "answer",
-    "summary",
-    "explain",
-    "the",
-    "a",
-    "of",
-    "and",
-    "why",
-    "how",
-    "metrics",
-    "dashboard",
-    "alert",
-    "budget",
-    "error",
-    "rate",
-    "percentile",
-    "cost",
-    "prompt",
-    "completion",
-    "embedding",
-    "vector",
-    "search",
-    "document",
-    "quickly",
-    "briefly",
-];
 
 #[cfg(test)]
 #[path = "mix_tests.rs"]

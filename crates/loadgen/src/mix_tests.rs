@@ -15,7 +15,7 @@ fn json_of(request: &PlannedRequest) -> Value {
 }
 
 #[test]
-fn the_default_weights_make_one_percent_client_errors() {
+fn the_default_weights_make_one_and_a_half_percent_client_errors() {
     let weights = Weights::DEFAULT;
     assert_eq!(weights.total(), 1000);
     let client_errors: f64 = RequestKind::ALL
@@ -23,15 +23,15 @@ fn the_default_weights_make_one_percent_client_errors() {
         .filter(|kind| kind.is_client_error())
         .map(|kind| weights.share(*kind))
         .sum();
-    assert!((client_errors - 0.01).abs() < 1e-9, "{client_errors}");
-    assert_eq!(weights.share(RequestKind::ChatSmall), 0.33);
+    assert!((client_errors - 0.015).abs() < 1e-9, "{client_errors}");
+    assert_eq!(weights.share(RequestKind::ChatSmall), 0.325);
+    assert_eq!(weights.share(RequestKind::WrongKey), 0.005);
     assert_eq!(weights.share(RequestKind::Responses), 0.11);
     assert_eq!(weights.share(RequestKind::Messages), 0.12);
 }
 
-#[test]
-fn draws_follow_the_weights() {
-    let mut mix = RequestMix::new(Weights::DEFAULT, 0.3, Some(11));
+/// Checks the share of each kind among `DRAWS` draws against `expected`.
+fn assert_shares(mut mix: RequestMix, expected: impl Fn(RequestKind) -> f64) {
     let mut seen: HashMap<RequestKind, usize> = HashMap::new();
     for request in draw_many(&mut mix, DRAWS) {
         *seen.entry(request.kind).or_default() += 1;
@@ -39,13 +39,65 @@ fn draws_follow_the_weights() {
     }
     for kind in RequestKind::ALL {
         let share = seen.get(&kind).copied().unwrap_or(0) as f64 / DRAWS as f64;
-        let expected = Weights::DEFAULT.share(kind);
+        let expected = expected(kind);
         // Four standard deviations of a binomial share at this many draws.
         let tolerance = 4.0 * (expected * (1.0 - expected) / DRAWS as f64).sqrt();
         assert!(
             (share - expected).abs() <= tolerance,
             "{kind:?}: drew {share}, expected {expected}"
         );
+    }
+}
+
+#[test]
+fn draws_follow_the_weights_when_keys_are_configured() {
+    let mix = RequestMix::new(Weights::DEFAULT, 0.3, Some(11)).with_keys(2);
+    assert_shares(mix, |kind| Weights::DEFAULT.share(kind));
+}
+
+#[test]
+fn without_keys_the_wrong_key_share_is_sent_as_small_chat() {
+    let mix = RequestMix::new(Weights::DEFAULT, 0.3, Some(11));
+    assert_shares(mix, |kind| match kind {
+        RequestKind::WrongKey => 0.0,
+        RequestKind::ChatSmall => 0.33,
+        _ => Weights::DEFAULT.share(kind),
+    });
+}
+
+#[test]
+fn wrong_key_requests_present_the_wrong_key_and_the_rest_take_the_keys_in_turn() {
+    let mut mix = RequestMix::new(Weights::DEFAULT, 0.3, Some(8)).with_keys(2);
+    let requests = draw_many(&mut mix, DRAWS);
+    let mut per_key = [0_usize; 2];
+    let mut wrong = 0;
+    for request in &requests {
+        match (request.kind, request.credential) {
+            (RequestKind::WrongKey, Credential::Wrong) => wrong += 1,
+            (RequestKind::WrongKey, other) => panic!("a wrong-key request presented {other:?}"),
+            (kind, Credential::Key(index)) => {
+                assert!(index < 2, "{kind:?} presented key {index}");
+                per_key[index] += 1;
+            }
+            (kind, other) => panic!("{kind:?} presented {other:?}"),
+        }
+    }
+    assert!(wrong > 0);
+    // In turn: an even split, to the request.
+    assert!(per_key[0].abs_diff(per_key[1]) <= 1, "{per_key:?}");
+    let wrong_key = RequestMix::new(Weights::only(RequestKind::WrongKey), 1.0, Some(2))
+        .with_keys(1)
+        .draw();
+    assert!(!wrong_key.stream);
+    assert_eq!(json_of(&wrong_key)["model"], CHAT_SMALL_MODEL);
+}
+
+#[test]
+fn without_keys_no_request_presents_one() {
+    let mut mix = RequestMix::new(Weights::only(RequestKind::WrongKey), 0.3, Some(8));
+    for request in draw_many(&mut mix, 500) {
+        assert_eq!(request.kind, RequestKind::ChatSmall);
+        assert_eq!(request.credential, Credential::None);
     }
 }
 

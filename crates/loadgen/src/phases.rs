@@ -105,7 +105,9 @@ pub struct PhaseSummary {
 
 impl PhaseSummary {
     /// The errors clients saw: 5xx answers, requests without an answer, and broken streams.
-    /// The 4xx are left out: the mix sends about 1% deliberate client errors.
+    /// The 4xx are left out (they still count by class and status): the mix sends deliberate
+    /// client errors (404, 400, and 401 for its wrong key), and a 429 is a key's own limit or
+    /// budget at work, not the gateway failing.
     pub fn errors(&self) -> u64 {
         self.classes.get(StatusClass::ServerError)
             + self.classes.get(StatusClass::Failed)
@@ -301,6 +303,18 @@ mod tests {
         assert_eq!(phases[1].classes.total(), 4);
         // The 502, the request without an answer, and the broken stream.
         assert_eq!(phases[1].errors(), 3);
+    }
+
+    #[test]
+    fn refused_keys_and_spent_limits_count_as_4xx_not_as_errors() {
+        let tally = PhaseTally::new("baseline");
+        for status in [401, 429, 429, 404, 200] {
+            tally.record(0, &answer(Some(status), None));
+        }
+        let phase = &tally.summaries()[0];
+        assert_eq!(phase.classes.get(StatusClass::ClientError), 4);
+        assert_eq!(phase.upstreams.get(UNKNOWN_UPSTREAM), 5);
+        assert_eq!(phase.errors(), 0);
     }
 
     #[tokio::test(start_paused = true)]

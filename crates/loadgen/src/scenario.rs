@@ -20,7 +20,6 @@ use crate::phases::{self, PhaseSummary, PhaseTally};
 use crate::schedule;
 use crate::shutdown::{Stop, stop_pair};
 use crate::tally::{Summary, Tally};
-use crate::target::Target;
 use crate::traffic::{self, TrafficConfig};
 
 /// The phase before the fault, in the log lines and the phase summary.
@@ -112,7 +111,8 @@ pub struct ScenarioSummary {
 pub async fn run(config: &ScenarioConfig, stop: Stop) -> anyhow::Result<ScenarioSummary> {
     schedule::period_for(config.traffic.rate)?;
     let admin = MockAdmin::new(&config.mock_admin)?;
-    let target = Target::new(&config.traffic.target, config.traffic.request_timeout)?;
+    // Built with the keys, so that a key that cannot be sent fails before the baseline.
+    let target = config.traffic.open_target()?;
     let wait = config.traffic.health_wait;
     if health::wait_until_healthy(&target, wait, stop.clone()).await? == Readiness::Stopped {
         tracing::info!("stopped before the target was healthy; nothing sent");

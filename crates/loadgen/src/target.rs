@@ -1,14 +1,16 @@
 //! The system under load: the gateway (or the mock upstream directly), addressed by its root
 //! URL. Sends one planned request, reads the answer to its last byte (a stream to its end) and
 //! reports the [`Outcome`]; a failure of any kind becomes an outcome, never a panic or an error
-//! that stops the traffic.
+//! that stops the traffic. Each request presents its client key ([`Credentials`]); the health
+//! probe presents none, since `/health` asks for none.
 
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use tokio::time::Instant;
 
+use crate::keys::{ApiKey, Credentials};
 use crate::mix::{Endpoint, PlannedRequest};
 use crate::sse::{StreamFault, StreamWatch};
 use crate::tally::Outcome;
@@ -20,17 +22,18 @@ const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Where the gateway names the upstream that served an answer (`primary`, `secondary`, ...).
 pub const UPSTREAM_HEADER: HeaderName = HeaderName::from_static("x-mcp-upstream");
 
-/// A gateway root URL and a pooled client for it.
+/// A gateway root URL, a pooled client for it, and the client keys to present.
 #[derive(Debug, Clone)]
 pub struct Target {
     client: reqwest::Client,
     root: String,
+    credentials: Credentials,
 }
 
 impl Target {
     /// A target at `root` (e.g. `http://127.0.0.1:8080`); each request, stream included, may
-    /// take up to `request_timeout` to its last byte.
-    pub fn new(root: &str, request_timeout: Duration) -> anyhow::Result<Self> {
+    /// take up to `request_timeout` to its last byte. An error if a key cannot be sent.
+    pub fn new(root: &str, request_timeout: Duration, keys: &[ApiKey]) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(request_timeout)
@@ -38,6 +41,7 @@ impl Target {
         Ok(Self {
             client,
             root: root.trim_end_matches('/').to_owned(),
+            credentials: Credentials::new(keys)?,
         })
     }
 
@@ -69,13 +73,14 @@ impl Target {
     /// Sends `request` and reads the answer to its end.
     pub async fn send(&self, request: &PlannedRequest) -> Outcome {
         let started = Instant::now();
-        let sent = self
+        let mut builder = self
             .client
             .post(format!("{}{}", self.root, request.endpoint.path()))
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(request.body.clone())
-            .send()
-            .await;
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(authorization) = self.credentials.header(request.credential) {
+            builder = builder.header(AUTHORIZATION, authorization.clone());
+        }
+        let sent = builder.body(request.body.clone()).send().await;
         let response = match sent {
             Ok(response) => response,
             Err(error) => {

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::health::{self, Readiness};
+use crate::keys::ApiKey;
 use crate::mix::{Endpoint, RequestMix, Weights};
 use crate::phases::PhaseTally;
 use crate::schedule::Schedule;
@@ -47,6 +48,8 @@ pub struct TrafficConfig {
     pub report_every: Duration,
     /// How long to wait for `GET /health` before giving up.
     pub health_wait: Duration,
+    /// Client keys, presented in turn; none: requests carry no `Authorization` header.
+    pub api_keys: Vec<ApiKey>,
 }
 
 impl TrafficConfig {
@@ -63,14 +66,20 @@ impl TrafficConfig {
             request_timeout: Duration::from_secs(120),
             report_every: Duration::from_secs(10),
             health_wait: Duration::from_secs(120),
+            api_keys: Vec::new(),
         }
+    }
+
+    /// The client for [`Self::target`], with the keys it presents.
+    pub fn open_target(&self) -> anyhow::Result<Target> {
+        Target::new(&self.target, self.request_timeout, &self.api_keys)
     }
 }
 
 /// Waits for the target's `/health`, then sends traffic until `duration` or `stop`. A stop
 /// during the wait ends the run with nothing sent; a wait that times out is an error.
 pub async fn run_when_healthy(config: &TrafficConfig, stop: Stop) -> anyhow::Result<Summary> {
-    let target = Target::new(&config.target, config.request_timeout)?;
+    let target = config.open_target()?;
     match health::wait_until_healthy(&target, config.health_wait, stop.clone()).await? {
         Readiness::Healthy => run_against(config, target, stop, None).await,
         Readiness::Stopped => {
@@ -82,7 +91,7 @@ pub async fn run_when_healthy(config: &TrafficConfig, stop: Stop) -> anyhow::Res
 
 /// Sends traffic until `duration` or `stop`, without waiting for `/health` first.
 pub async fn run(config: &TrafficConfig, stop: Stop) -> anyhow::Result<Summary> {
-    let target = Target::new(&config.target, config.request_timeout)?;
+    let target = config.open_target()?;
     run_against(config, target, stop, None).await
 }
 
@@ -93,7 +102,7 @@ pub async fn run_in_phases(
     stop: Stop,
     phases: Arc<PhaseTally>,
 ) -> anyhow::Result<Summary> {
-    let target = Target::new(&config.target, config.request_timeout)?;
+    let target = config.open_target()?;
     run_against(config, target, stop, Some(phases)).await
 }
 
@@ -104,7 +113,8 @@ async fn run_against(
     phases: Option<Arc<PhaseTally>>,
 ) -> anyhow::Result<Summary> {
     let mut schedule = Schedule::start(config.rate).context("invalid --rate")?;
-    let mut mix = RequestMix::new(config.weights, config.stream_share, config.seed);
+    let mut mix = RequestMix::new(config.weights, config.stream_share, config.seed)
+        .with_keys(config.api_keys.len());
     let tally = Arc::new(Tally::new());
     let permits = Arc::new(Semaphore::new(
         config.concurrency_limit.clamp(1, Semaphore::MAX_PERMITS),
@@ -128,6 +138,8 @@ async fn run_against(
         concurrency_limit = config.concurrency_limit,
         stream_share = config.stream_share,
         seed = config.seed,
+        // How many, never which: the keys are secrets.
+        api_keys = config.api_keys.len(),
         "sending traffic"
     );
 

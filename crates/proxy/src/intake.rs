@@ -55,7 +55,7 @@ pub async fn read(
     state: &AppState,
 ) -> Result<ProxyRequest, ApiError> {
     check_content_type(req)?;
-    let body = read_body(req, payload, state.max_body_bytes).await?;
+    let body = read_body(req, payload, state.max_body_bytes, state.body_timeout).await?;
     let peek = peek(&body)?;
     let Some(requested) = peek.model.as_deref() else {
         return Err(ApiError::new(
@@ -199,7 +199,11 @@ async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
+    timeout: std::time::Duration,
 ) -> Result<Bytes, ApiError> {
+    // A client that sends its body slowly holds a worker's memory and a connection; it gets
+    // the whole body's time, not a time per chunk.
+    let deadline = tokio::time::Instant::now() + timeout;
     let too_large = || {
         ApiError::new(
             ErrorType::PayloadTooLarge,
@@ -218,7 +222,21 @@ async fn read_body(
     let mut first: Option<Bytes> = None;
     let mut joined: Option<BytesMut> = None;
     let mut total = 0usize;
-    while let Some(chunk) = payload.next().await {
+    loop {
+        let next = tokio::time::timeout_at(deadline, payload.next()).await;
+        let chunk = match next {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(ApiError::new(
+                    ErrorType::RequestTimeout,
+                    format!(
+                        "The request body did not arrive within {} s.",
+                        timeout.as_secs()
+                    ),
+                ));
+            }
+        };
         let chunk = chunk.map_err(|e| {
             ApiError::new(
                 ErrorType::InvalidRequest,

@@ -14,6 +14,7 @@ pub mod intake;
 pub mod middleware;
 pub mod relay;
 pub mod routes;
+pub mod shutdown;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -23,7 +23,9 @@ use actix_web::Error;
 use actix_web::HttpMessage;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
+use futures_util::future::Either;
 use mcp_core::ErrorType;
 use mcp_core::metrics::{GatewayMetrics, UNMATCHED_ENDPOINT};
 use mcp_core::request_id::{self, RequestId};
@@ -34,11 +36,16 @@ use crate::error::{ErrorShape, error_response};
 #[derive(Debug, Clone)]
 pub struct ErrorAccounting {
     metrics: Arc<mcp_core::metrics::Metrics>,
+    /// The largest request head accepted (`server.max_header_bytes`).
+    max_header_bytes: usize,
 }
 
 impl ErrorAccounting {
-    pub fn new(metrics: Arc<mcp_core::metrics::Metrics>) -> Self {
-        Self { metrics }
+    pub fn new(metrics: Arc<mcp_core::metrics::Metrics>, max_header_bytes: usize) -> Self {
+        Self {
+            metrics,
+            max_header_bytes,
+        }
     }
 }
 
@@ -57,6 +64,7 @@ where
         std::future::ready(Ok(ErrorAccountingService {
             service: Rc::new(service),
             metrics: self.metrics.clone(),
+            max_header_bytes: self.max_header_bytes,
         }))
     }
 }
@@ -65,6 +73,7 @@ where
 pub struct ErrorAccountingService<S> {
     service: Rc<S>,
     metrics: Arc<mcp_core::metrics::Metrics>,
+    max_header_bytes: usize,
 }
 
 impl<S, B> Service<ServiceRequest> for ErrorAccountingService<S>
@@ -74,7 +83,10 @@ where
 {
     type Response = ServiceResponse<EitherBody<B>>;
     type Error = Error;
-    type Future = Accounted<S::Future>;
+    type Future = Either<
+        Accounted<S::Future>,
+        std::future::Ready<Result<ServiceResponse<EitherBody<B>>, Error>>,
+    >;
 
     forward_ready!(service);
 
@@ -84,12 +96,34 @@ where
             .get(request_id::CLIENT_HEADER)
             .map(|v| v.as_bytes());
         let id = RequestId::from_client(sent);
+        // The HTTP layer refuses heads past its own fixed limits (96 headers, 128 KiB) with a
+        // bare 431; below those, the configured limit answers in the client's API's shape.
+        let head_bytes: usize = req
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>()
+            + req.uri().to_string().len();
+        if head_bytes > self.max_header_bytes {
+            let kind = ErrorType::HeadersTooLarge;
+            self.metrics.gateway.record_error(kind, UNMATCHED_ENDPOINT);
+            let message = format!(
+                "The request's headers are larger than the {} bytes this gateway accepts.",
+                self.max_header_bytes
+            );
+            let shape = ErrorShape::of_path(req.path());
+            let status = StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            let mut rendered = error_response(status, kind, &message, None, shape);
+            insert_id(rendered.headers_mut(), &id);
+            let response = req.into_response(rendered).map_into_right_body();
+            return Either::Right(std::future::ready(Ok(response)));
+        }
         req.extensions_mut().insert(id.clone());
-        Accounted {
+        Either::Left(Accounted {
             inner: self.service.call(req),
             metrics: self.metrics.clone(),
             id,
-        }
+        })
     }
 }
 
@@ -117,11 +151,7 @@ where
         Poll::Ready(match ready!(this.inner.poll(cx)) {
             Ok(response) => {
                 let mut response = account(response, gateway);
-                if let Ok(id) = HeaderValue::from_maybe_shared(this.id.as_bytes().clone()) {
-                    response
-                        .headers_mut()
-                        .insert(HeaderName::from_static(request_id::GATEWAY_HEADER), id);
-                }
+                insert_id(response.headers_mut(), this.id);
                 Ok(response)
             }
             Err(error) => {
@@ -131,6 +161,13 @@ where
                 Err(error)
             }
         })
+    }
+}
+
+/// `x-mcp-request-id` on an answer.
+fn insert_id(headers: &mut actix_web::http::header::HeaderMap, id: &RequestId) {
+    if let Ok(id) = HeaderValue::from_maybe_shared(id.as_bytes().clone()) {
+        headers.insert(HeaderName::from_static(request_id::GATEWAY_HEADER), id);
     }
 }
 

@@ -23,15 +23,22 @@ use prometheus::Registry;
 use crate::configuration::{Secrets, Settings};
 use crate::gateway::{Gateway, Loader};
 use crate::middleware::ErrorAccounting;
+use crate::routes::metrics::Scrape;
 use crate::routes::{self, HEALTH_PATH, METRICS_PATH, READY_PATH};
+use crate::shutdown::{self, Drain};
 use crate::state::{AppState, Shared};
 
 /// A gateway whose listener is bound and whose server is ready to run.
 pub struct Application {
     local_addr: SocketAddr,
     server: Server,
+    /// `/metrics`, `/health` and `/ready` on a listener of their own, when configured.
+    admin: Option<(SocketAddr, Server)>,
     gateway: Arc<Gateway>,
+    drain: Arc<Drain>,
     probe_interval: Option<Duration>,
+    drain_delay: Duration,
+    grace: Duration,
 }
 
 impl std::fmt::Debug for Application {
@@ -76,9 +83,11 @@ impl Application {
             keys: label_values::<String>([]),
         };
         let metrics = Arc::new(Metrics::register(&registry, &empty, &build_info())?);
+        let drain = Arc::new(Drain::default());
         let shared = Shared {
             clock,
             metrics: metrics.clone(),
+            drain: drain.clone(),
         };
         let state = AppState::build(&settings, &secrets, &shared, None)?;
         for upstream in &state.upstreams {
@@ -90,6 +99,17 @@ impl Application {
                 api_key = if secrets.key(&plan.api_key_env).is_some() { "set" } else { "not set" },
                 max_in_flight = plan.concurrency.max_in_flight,
                 "upstream"
+            );
+        }
+        if state.keys.is_empty() {
+            tracing::warn!(
+                "no client keys are configured: anyone who can reach the gateway can use it"
+            );
+        } else {
+            tracing::info!(
+                keys = state.keys.len(),
+                "client keys required; limits and spend are kept in this process and start \
+                 again at zero when it restarts"
             );
         }
         let (upstreams, deployments) = (state.upstreams.len(), state.routes.deployments().len());
@@ -107,9 +127,12 @@ impl Application {
         let app_data = web::Data::from(gateway.clone());
 
         // Built once and cloned into every worker, so that all workers share one registry.
+        let scrape = web::Data::new(Scrape {
+            registry: registry.clone(),
+            token: secrets.metrics_token.clone(),
+        });
         let http_metrics = PrometheusMetricsBuilder::new(NAMESPACE)
             .registry(registry)
-            .endpoint(METRICS_PATH)
             .buckets(DURATION_BUCKETS)
             .mask_unmatched_patterns(UNMATCHED_ENDPOINT)
             .exclude(METRICS_PATH)
@@ -122,12 +145,16 @@ impl Application {
             )
             .build()
             .map_err(|e| anyhow::anyhow!("could not build the HTTP metrics: {e}"))?;
-        let error_accounting = ErrorAccounting::new(metrics);
+        let error_accounting = ErrorAccounting::new(metrics, server_settings.max_header_bytes);
 
+        let serve_metrics = server_settings.admin_listen.is_none();
+        let (main_scrape, main_data) = (scrape.clone(), app_data.clone());
+        let grace = Duration::from_secs(server_settings.shutdown_timeout_secs);
         let server = HttpServer::new(move || {
             App::new()
-                .app_data(app_data.clone())
-                .configure(routes::configure)
+                .app_data(main_data.clone())
+                .app_data(main_scrape.clone())
+                .configure(|cfg| routes::configure(cfg, serve_metrics))
                 // Inside actix-web-prom, so that what it turns into responses is counted there.
                 .wrap(error_accounting.clone())
                 .wrap(http_metrics.clone())
@@ -139,9 +166,40 @@ impl Application {
         .h1_allow_half_closed(false)
         // Events and small answers leave at once instead of waiting for the client's delayed ACK.
         .tcp_nodelay(true)
-        .shutdown_timeout(server_settings.shutdown_timeout_secs)
+        .client_request_timeout(Duration::from_millis(
+            server_settings.client_header_timeout_ms,
+        ))
+        .max_connections((server_settings.max_connections / workers).max(1))
+        // Signals are the drain's (see `shutdown`); actix's own handling would refuse new
+        // connections at once. Its timeout is a last resort past the grace period, which
+        // ends open streams with an error event first.
+        .disable_signals()
+        .shutdown_timeout(grace.as_secs() + 2)
         .listen(listener)?
         .run();
+        let admin = match server_settings.admin_listen {
+            None => None,
+            Some(address) => {
+                let listener = TcpListener::bind(address)
+                    .with_context(|| format!("could not listen on {address} (admin)"))?;
+                let bound = listener.local_addr()?;
+                let admin = HttpServer::new(move || {
+                    App::new()
+                        .app_data(app_data.clone())
+                        .app_data(scrape.clone())
+                        .route(METRICS_PATH, web::get().to(routes::metrics::scrape))
+                        .route(HEALTH_PATH, web::get().to(routes::health))
+                        .route(READY_PATH, web::get().to(routes::ready))
+                })
+                .workers(1)
+                .disable_signals()
+                .shutdown_timeout(1)
+                .listen(listener)?
+                .run();
+                tracing::info!(listen = %bound, "admin listener: /metrics, /health, /ready");
+                Some((bound, admin))
+            }
+        };
 
         tracing::info!(
             listen = %local_addr,
@@ -154,9 +212,18 @@ impl Application {
         Ok(Self {
             local_addr,
             server,
+            admin,
             gateway,
+            drain,
             probe_interval,
+            drain_delay: Duration::from_secs(server_settings.drain_delay_secs),
+            grace,
         })
+    }
+
+    /// The admin listener's address, when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(address, _)| *address)
     }
 
     /// The configuration in force, and reloading it.
@@ -186,7 +253,22 @@ impl Application {
             .map(|interval| tokio::spawn(probe_upstreams(self.gateway.clone(), interval)));
         let reloads = tokio::spawn(reload_on_hangup(self.gateway.clone()));
         let budgets = tokio::spawn(refresh_budgets(self.gateway.clone()));
+        let drain = tokio::spawn(shutdown::on_signal(
+            self.drain.clone(),
+            self.server.handle(),
+            self.drain_delay,
+            self.grace,
+        ));
+        let admin = self.admin.map(|(_, server)| {
+            let handle = server.handle();
+            (tokio::spawn(server), handle)
+        });
         let result = self.server.await;
+        drain.abort();
+        if let Some((task, handle)) = admin {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
         if let Some(probe) = probe {
             probe.abort();
         }

@@ -9,10 +9,10 @@ use serde_json::Value;
 
 use crate::helpers::{Mock, closed_port};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_mcp-loadgen");
+pub const BINARY: &str = env!("CARGO_BIN_EXE_mcp-loadgen");
 
 /// Runs the binary to its end off the async runtime, so the in-process mock keeps serving.
-async fn loadgen(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub async fn loadgen(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(BINARY);
     command.args(args).env("RUST_LOG", "info");
     for (key, value) in env {
@@ -23,7 +23,7 @@ async fn loadgen(args: &[&str], env: &[(&str, &str)]) -> Output {
         .unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
+pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 

@@ -69,6 +69,16 @@ impl Gateway {
     }
 
     pub fn spawn_with(profile: FaultProfile) -> Self {
+        Self::start(profile, json!([]), Secrets::default())
+    }
+
+    /// A gateway that asks for client keys: `keys` is its `keys` section, and `secrets` holds
+    /// the secrets its `key_env`s name.
+    pub fn spawn_with_keys(keys: Value, secrets: Secrets) -> Self {
+        Self::start(FaultProfile::default(), keys, secrets)
+    }
+
+    fn start(profile: FaultProfile, keys: Value, secrets: Secrets) -> Self {
         let mock = Mock::spawn(profile);
         let mut settings: Settings = serde_json::from_value(json!({
             "server": {"workers": 2},
@@ -86,12 +96,13 @@ impl Gateway {
                 {"id": "gpt-4o"},
                 {"id": "gpt-3.5-turbo-instruct"},
                 {"id": "text-embedding-3-small"}
-            ]
+            ],
+            "keys": keys
         }))
         .unwrap();
         settings.upstream.base_url = Some(format!("{}/v1", mock.root).parse().unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let app = Application::build_on(listener, settings, Secrets::default()).unwrap();
+        let app = Application::build_on(listener, settings, secrets).unwrap();
         let root = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
         Self { root, mock }

@@ -11,5 +11,7 @@ mod failover;
 mod fallback;
 mod health;
 mod helpers;
+mod keys;
+mod recorder;
 mod run;
 mod scenario;

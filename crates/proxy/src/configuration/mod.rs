@@ -72,10 +72,27 @@ pub struct ServerSettings {
     pub workers: usize,
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
-    /// How long in-flight requests may take to finish after a shutdown signal.
+    /// How long in-flight requests and streams may take to finish once the gateway stops
+    /// accepting connections after a shutdown signal; streams still open then end with an
+    /// error event.
     pub shutdown_timeout_secs: u64,
+    /// After a shutdown signal `/ready` answers 503 at once, and new connections are still
+    /// accepted for this long, so that a load balancer notices before they are refused.
+    pub drain_delay_secs: u64,
     /// How long an idle client connection is kept open.
     pub keep_alive_secs: u64,
+    /// A client must send its request's head (line and headers) within this time.
+    pub client_header_timeout_ms: u64,
+    /// A client must send its request's body within this time (408 otherwise).
+    pub body_timeout_secs: u64,
+    /// The largest request head (every header name and value) accepted; larger gets 431.
+    pub max_header_bytes: usize,
+    /// Open client connections at most (shared evenly by the workers).
+    pub max_connections: usize,
+    /// Serve `/metrics` (with `/health` and `/ready`) on this address instead of `listen`.
+    pub admin_listen: Option<SocketAddr>,
+    /// The environment variable holding a bearer token that `/metrics` requires.
+    pub metrics_token_env: Option<String>,
 }
 
 impl Default for ServerSettings {
@@ -85,7 +102,14 @@ impl Default for ServerSettings {
             workers: 0,
             max_body_bytes: 10 * 1024 * 1024,
             shutdown_timeout_secs: 30,
+            drain_delay_secs: 5,
             keep_alive_secs: 75,
+            client_header_timeout_ms: 5_000,
+            body_timeout_secs: 60,
+            max_header_bytes: 32 * 1024,
+            max_connections: 10_000,
+            admin_listen: None,
+            metrics_token_env: None,
         }
     }
 }
@@ -274,6 +298,28 @@ impl Settings {
             }
         };
         positive("server.max_body_bytes", self.server.max_body_bytes as u64)?;
+        positive(
+            "server.client_header_timeout_ms",
+            self.server.client_header_timeout_ms,
+        )?;
+        positive("server.body_timeout_secs", self.server.body_timeout_secs)?;
+        positive(
+            "server.max_header_bytes",
+            self.server.max_header_bytes as u64,
+        )?;
+        positive("server.max_connections", self.server.max_connections as u64)?;
+        if self.server.admin_listen == Some(self.server.listen) {
+            return Err(SettingsError::invalid(
+                "server.admin_listen",
+                "must differ from server.listen",
+            ));
+        }
+        if self.server.metrics_token_env.as_deref() == Some("") {
+            return Err(SettingsError::invalid(
+                "server.metrics_token_env",
+                "must name an environment variable",
+            ));
+        }
         positive(
             "upstream.connect_timeout_ms",
             self.upstream.connect_timeout_ms,

@@ -344,6 +344,8 @@ pub struct Secrets {
     keys: BTreeMap<String, SecretString>,
     /// Client keys named by `keys[].key_env`.
     client_keys: BTreeMap<String, SecretString>,
+    /// The token `/metrics` requires (`server.metrics_token_env`).
+    pub metrics_token: Option<SecretString>,
 }
 
 impl Secrets {
@@ -367,6 +369,7 @@ impl Secrets {
                 secrets.keys.insert(name.clone(), key);
             }
         }
+        secrets.metrics_token = settings.server.metrics_token_env.as_deref().and_then(read);
         for name in settings.keys.iter().filter_map(|k| k.key_env.as_ref()) {
             if let Some(key) = read(name) {
                 secrets.client_keys.insert(name.clone(), key);

@@ -30,6 +30,7 @@ use super::attempt::Attempt;
 use super::events::{End, Wire};
 use super::{ErrorChain, Exchange, insert_served_headers, relayed_headers};
 use crate::error::ApiError;
+use crate::shutdown::Closing;
 
 /// Adds `"stream_options":{"include_usage":true}` to a streamed request so that the upstream
 /// reports usage. The body is spliced, not re-serialised, unless the client sent
@@ -95,8 +96,10 @@ pub(super) fn respond(
     let max_event_bytes = exchange.state().max_response_bytes;
     // Everything so far that was not a wait, and the head just built.
     exchange.worked_until_now(began);
+    let closing = exchange.state().drain.closing();
     builder.streaming(SseRelay {
         chunks: Box::pin(upstream.into_chunks()),
+        closing,
         idle: Box::pin(tokio::time::sleep(idle_timeout)),
         idle_timeout,
         max_event_bytes,
@@ -112,6 +115,8 @@ type Chunks = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>>>>;
 
 struct SseRelay {
     chunks: Chunks,
+    /// Completes when the gateway, shutting down, ends the streams still open.
+    closing: Closing,
     /// Fires when the upstream has sent nothing for `idle_timeout`.
     idle: Pin<Box<tokio::time::Sleep>>,
     idle_timeout: Duration,
@@ -135,6 +140,7 @@ enum Break {
     UpstreamErrorEvent,
     Truncated,
     EventTooLarge(usize),
+    ShuttingDown,
 }
 
 impl Stream for SseRelay {
@@ -144,6 +150,9 @@ impl Stream for SseRelay {
         let this = self.get_mut();
         if this.finished {
             return Poll::Ready(None);
+        }
+        if this.closing.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Ok(this.cut_short(Bytes::new(), Break::ShuttingDown))));
         }
         loop {
             match this.chunks.as_mut().poll_next(cx) {
@@ -295,6 +304,11 @@ impl SseRelay {
             Break::Truncated => (
                 "The upstream ended the stream before its last event.".to_owned(),
                 Outcome::StreamInterrupted,
+            ),
+            Break::ShuttingDown => (
+                "The gateway is shutting down; the stream was ended.".to_owned(),
+                // The gateway's decision: it says nothing about the upstream.
+                Outcome::Cancelled,
             ),
             Break::EventTooLarge(limit) => (
                 format!("The upstream sent an event larger than {limit} bytes."),

@@ -3,6 +3,7 @@
 //! `/v1/messages`).
 
 mod health;
+pub mod metrics;
 mod models;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -12,12 +13,20 @@ use crate::error::{ApiError, ErrorShape};
 use crate::gateway::Gateway;
 use crate::relay;
 
-pub use health::{HEALTH_PATH, READY_PATH};
+pub use health::{HEALTH_PATH, READY_PATH, health, ready};
 
-/// Where actix-web-prom serves the scrape (it answers before this route's handler runs).
+/// Where the scrape is served.
 pub const METRICS_PATH: &str = "/metrics";
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// The gateway's routes; `/metrics` among them unless it has a listener of its own.
+pub fn configure(cfg: &mut web::ServiceConfig, serve_metrics: bool) {
+    if serve_metrics {
+        cfg.service(
+            web::resource(METRICS_PATH)
+                .route(web::get().to(metrics::scrape))
+                .default_service(web::to(method_not_allowed)),
+        );
+    }
     cfg.service(
         web::resource(Endpoint::ChatCompletions.route())
             .route(web::post().to(chat_completions))
@@ -72,12 +81,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource(READY_PATH)
             .route(web::get().to(health::ready))
-            .default_service(web::to(method_not_allowed)),
-    )
-    // A real route, so that the scrape is not seen as a 404 before actix-web-prom answers it.
-    .service(
-        web::resource(METRICS_PATH)
-            .route(web::get().to(HttpResponse::Ok))
             .default_service(web::to(method_not_allowed)),
     )
     .default_service(web::to(not_found));

@@ -32,6 +32,7 @@ pub struct Shared {
     pub clock: Arc<dyn Clock>,
     /// The families as first registered; each state rebinds them to its label values.
     pub metrics: Arc<Metrics>,
+    pub drain: Arc<crate::shutdown::Drain>,
 }
 
 /// Settings that cannot be turned into a state.
@@ -245,6 +246,8 @@ impl AppState {
             clock: Arc::clone(&shared.clock),
             metrics,
             max_body_bytes: settings.server.max_body_bytes,
+            body_timeout: Duration::from_secs(settings.server.body_timeout_secs),
+            drain: Arc::clone(&shared.drain),
             max_response_bytes: settings.upstream.max_response_bytes,
             models_body,
             keys,

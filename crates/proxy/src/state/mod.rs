@@ -28,6 +28,7 @@ use secrecy::SecretString;
 
 use crate::admission::Gate;
 use crate::configuration::UpstreamPlan;
+use crate::shutdown::Drain;
 
 #[derive(Debug)]
 pub struct AppState {
@@ -43,6 +44,10 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
+    /// How long a client may take to send a request's body.
+    pub body_timeout: Duration,
+    /// Shutting down: `/ready` answers 503, and open streams end when told to.
+    pub drain: Arc<Drain>,
     /// The largest plain answer, or stream event, read from the upstream.
     pub max_response_bytes: usize,
     /// `GET /v1/models`, rendered once.

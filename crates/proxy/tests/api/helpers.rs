@@ -34,6 +34,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     /// The configuration in force, for reload tests.
     pub gateway: Arc<Gateway>,
+    /// The admin listener's root, when `server.admin_listen` is set.
+    pub admin: Option<String>,
     pub client: reqwest::Client,
 }
 
@@ -153,6 +155,7 @@ pub async fn spawn(mut options: Spawn) -> TestApp {
             .expect("the gateway builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let gateway = app.gateway();
+    let admin = app.admin_addr().map(|a| format!("http://{a}"));
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -160,6 +163,7 @@ pub async fn spawn(mut options: Spawn) -> TestApp {
         mock_urls,
         clock,
         gateway,
+        admin,
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -283,7 +287,10 @@ impl TestApp {
         loop {
             let scrape = self.scrape().await;
             if check(&scrape) {
-                return scrape;
+                // A scrape reads the families one after another, not at one instant: a
+                // request settling meanwhile can show in a family read late and not in one
+                // read early. What held is complete by now; read it again, whole.
+                return self.scrape().await;
             }
             assert!(
                 Instant::now() < deadline,

@@ -11,6 +11,7 @@
 
 mod endpoints;
 mod errors;
+mod hardening;
 mod helpers;
 mod keys;
 mod logs;

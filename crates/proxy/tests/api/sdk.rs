@@ -92,3 +92,75 @@ async fn the_official_openai_and_anthropic_sdks_work_with_only_their_base_url_ch
         ) > 0.0
     );
 }
+
+#[tokio::test]
+async fn with_keys_configured_the_sdks_are_refused_without_one_and_served_with_one() {
+    const KEY: &str = "sk-sdk-test-0f1e2d3c4b5a6978";
+    const LIMITED: &str = "sk-sdk-test-limited-7a6b5c4d";
+    let mut options = Spawn::default();
+    options.upstreams = vec!["openai", "anthropic"];
+    options.anthropic = vec!["anthropic"];
+    options.settings.models = vec![
+        model(OPENAI_MODEL, vec![deployment("openai", 1)], &[]),
+        ModelSpec {
+            deployments: vec![deployment("anthropic", 1)],
+            ..ModelSpec::new(ANTHROPIC_MODEL)
+        },
+    ];
+    let mut limited = client_key("limited", LIMITED);
+    limited.limits.requests_per_minute = Some(2);
+    options.settings.keys = vec![client_key("sdk", KEY), limited];
+    let app = spawn(options).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/keys.py");
+    let run = Command::new(python())
+        .arg(&script)
+        .env("OPENAI_BASE_URL", app.url("/v1"))
+        .env("ANTHROPIC_BASE_URL", &app.address)
+        .env("OPENAI_MODEL", OPENAI_MODEL)
+        .env("ANTHROPIC_MODEL", ANTHROPIC_MODEL)
+        .env("CLIENT_KEY", KEY)
+        .env("LIMITED_KEY", LIMITED)
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("ANTHROPIC_API_KEY")
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the SDK checks finish within two minutes")
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the SDK checks failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("4 passed, 0 failed"), "{stdout}");
+    let m = app.scrape().await;
+    assert_eq!(
+        m.get(
+            "mcp_server_errors_total",
+            &[("error_type", "invalid_api_key")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        m.get(
+            "mcp_server_rate_limited_total",
+            &[("limit", "requests"), ("key", "limited")]
+        ),
+        1.0
+    );
+}
+
+/// A client key with no limits, stored as its SHA-256 digest.
+fn client_key(name: &str, secret: &str) -> mcp_proxy::configuration::KeyEntry {
+    let digest = mcp_core::limits::keys::digest(secret);
+    mcp_proxy::configuration::KeyEntry {
+        name: name.into(),
+        sha256: Some(digest.iter().map(|b| format!("{b:02x}")).collect()),
+        key_env: None,
+        models: None,
+        limits: Default::default(),
+        budget: None,
+    }
+}

@@ -22,6 +22,8 @@ use crate::dashboards::panel_queries;
 
 /// The scrape and evaluation interval the test runs Prometheus with.
 const INTERVAL: &str = "1s";
+/// The client keys of the shipped settings (deploy/mcp-server.yaml), as compose passes them.
+const DEMO_KEYS: &str = "sk-mcp-demo-team,sk-mcp-demo-batch";
 /// Demo traffic, requests per second.
 const RATE: &str = "20";
 
@@ -214,6 +216,7 @@ impl Stack {
             &dir.0,
             Command::new(workspace_binary("mcp-loadgen"))
                 .args(["run", "--target", &format!("http://127.0.0.1:{proxy_port}")])
+                .env("LOADGEN_API_KEYS", DEMO_KEYS)
                 .args(["--rate", RATE]),
         ));
 
@@ -549,6 +552,7 @@ async fn a_dead_primary_costs_clients_nothing_and_gets_its_traffic_back_when_it_
     let out = fs::File::create(&log).expect("a log file");
     let status = Command::new(workspace_binary("mcp-loadgen"))
         .args(["--log-format", "json", "scenario", "failover"])
+        .env("LOADGEN_API_KEYS", DEMO_KEYS)
         .args(["--target", &stack.proxy, "--mock-admin", &stack.mocks[0]])
         .args([
             "--rate",

@@ -6,3 +6,4 @@ mod dashboards;
 mod e2e;
 mod reload;
 mod run_script;
+mod shutdown;

@@ -59,8 +59,23 @@ async fn stops_on(signal: &str) {
         ports.iter().all(|p| listening(*p))
     })
     .await;
-    let answer = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{}/v1/chat/completions", ports[0]))
+    let url = format!("http://127.0.0.1:{}/v1/chat/completions", ports[0]);
+    let client = reqwest::Client::new();
+    let unkeyed = client
+        .post(&url)
+        .json(&serde_json::json!({"model": "gpt-4o", "messages": []}))
+        .send()
+        .await
+        .expect("the gateway answers");
+    assert_eq!(
+        unkeyed.status(),
+        401,
+        "the shipped settings have client keys"
+    );
+    let answer = client
+        .post(&url)
+        // The shipped settings' demo key (deploy/mcp-server.yaml).
+        .bearer_auth("sk-mcp-demo-team")
         .json(&serde_json::json!({
             "model": "gpt-4o",
             "messages": [{"role": "user", "content": "hi"}]
