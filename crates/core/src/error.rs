@@ -48,11 +48,14 @@ pub enum ErrorType {
     RateLimitExceeded,
     /// The client's key has spent its budget for the period.
     InsufficientQuota,
+    /// The shared store that keeps limits and budgets could not be asked, and the policy is
+    /// to refuse rather than decide without it.
+    LimitsUnavailable,
     Internal,
 }
 
 impl ErrorType {
-    pub const ALL: [ErrorType; 23] = [
+    pub const ALL: [ErrorType; 24] = [
         ErrorType::InvalidRequest,
         ErrorType::UnsupportedMediaType,
         ErrorType::PayloadTooLarge,
@@ -75,6 +78,7 @@ impl ErrorType {
         ErrorType::ModelNotAllowed,
         ErrorType::RateLimitExceeded,
         ErrorType::InsufficientQuota,
+        ErrorType::LimitsUnavailable,
         ErrorType::Internal,
     ];
 
@@ -103,6 +107,7 @@ impl ErrorType {
             ErrorType::ModelNotAllowed => "model_not_allowed",
             ErrorType::RateLimitExceeded => "rate_limit_exceeded",
             ErrorType::InsufficientQuota => "insufficient_quota",
+            ErrorType::LimitsUnavailable => "limits_unavailable",
             ErrorType::Internal => "internal",
         }
     }
@@ -130,7 +135,8 @@ impl ErrorType {
             | ErrorType::UpstreamMalformed
             | ErrorType::StreamInterrupted
             | ErrorType::UpstreamSaturated
-            | ErrorType::CircuitOpen => Fault::Upstream,
+            | ErrorType::CircuitOpen
+            | ErrorType::LimitsUnavailable => Fault::Upstream,
             ErrorType::Internal => Fault::Gateway,
         }
     }
@@ -155,7 +161,9 @@ impl ErrorType {
             | ErrorType::UpstreamMalformed
             | ErrorType::StreamInterrupted => 502,
             ErrorType::UpstreamTimeout => 504,
-            ErrorType::UpstreamSaturated | ErrorType::CircuitOpen => 503,
+            ErrorType::UpstreamSaturated
+            | ErrorType::CircuitOpen
+            | ErrorType::LimitsUnavailable => 503,
             ErrorType::Internal => 500,
         }
     }

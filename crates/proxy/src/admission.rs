@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use actix_web::HttpRequest;
 use actix_web::http::header::{AUTHORIZATION, HeaderName, HeaderValue, RETRY_AFTER};
-use mcp_core::limits::{Admitted, Headroom, KeyId, LimitKind, Limiter, Refused, Scope, Window};
+use mcp_core::limits::{Admitted, Headroom, KeyId, LimitKind, Refused, Scope, Window};
 use mcp_core::{ErrorType, ModelId};
 
 use crate::error::ApiError;
@@ -151,7 +151,7 @@ pub async fn admit(
     key: Option<KeyId>,
     tokens: u64,
 ) -> Result<Admitted, ApiError> {
-    let refused = match state.limiter.admit(key, tokens).await {
+    let refused = match state.limiter.get().admit(key, tokens).await {
         Ok(admitted) => return Ok(admitted),
         Err(refused) => refused,
     };
@@ -168,6 +168,13 @@ fn refusal(state: &AppState, refused: &Refused) -> ApiError {
         Scope::Global => "this gateway".to_owned(),
     };
     let wait = format_duration(refused.retry_after);
+    if refused.limit == LimitKind::Unavailable {
+        return ApiError::new(
+            ErrorType::LimitsUnavailable,
+            "The store that keeps this gateway's limits cannot be reached; try again shortly.",
+        )
+        .with_header(RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     let (kind, openai_type, message) = match refused.limit {
         LimitKind::Budget => (
             ErrorType::InsufficientQuota,
@@ -183,7 +190,7 @@ fn refusal(state: &AppState, refused: &Refused) -> ApiError {
                 "Rate limit reached for {whose} on tokens per minute. Please try again in {wait}."
             ),
         ),
-        LimitKind::Requests | LimitKind::Concurrency => (
+        LimitKind::Requests | LimitKind::Concurrency | LimitKind::Unavailable => (
             ErrorType::RateLimitExceeded,
             "requests",
             format!(

@@ -108,8 +108,8 @@ impl Application {
         } else {
             tracing::info!(
                 keys = state.keys.len(),
-                "client keys required; limits and spend are kept in this process and start \
-                 again at zero when it restarts"
+                spend = state.limiter.kept_in(),
+                "client keys required"
             );
         }
         let (upstreams, deployments) = (state.upstreams.len(), state.routes.deployments().len());

@@ -141,7 +141,7 @@ impl MemoryLimiter {
         }
     }
 
-    fn decide(&self, key: Option<KeyId>, tokens: u64) -> Result<Admitted, Refused> {
+    pub(crate) fn decide(&self, key: Option<KeyId>, tokens: u64) -> Result<Admitted, Refused> {
         let now = self.clock.now();
         let state = key.map(|k| &self.keys[k.index()]);
         if let (Some(k), Some(spend)) = (key, state.and_then(|s| s.spend.as_ref())) {
@@ -216,6 +216,8 @@ impl MemoryLimiter {
             key_tokens: reserved(state.map(|s| &*s.rates)),
             global_tokens: reserved(Some(&self.global)),
             headroom: self.headroom(state, now),
+            ticket: 0,
+            local: true,
         })
     }
 

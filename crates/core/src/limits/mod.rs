@@ -11,6 +11,7 @@ mod bucket;
 mod budget;
 pub mod keys;
 mod memory;
+mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,6 +20,7 @@ use std::time::Duration;
 pub use budget::BudgetPeriod;
 pub use keys::{KeyDigest, KeyId, KeyTable};
 pub use memory::MemoryLimiter;
+pub use redis::{OnError, RedisLimiter, RedisOptions};
 
 /// Rates; `None` is no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,14 +51,18 @@ pub enum LimitKind {
     Tokens,
     Concurrency,
     Budget,
+    /// The shared store that keeps the limits could not be asked, and the policy is to
+    /// refuse rather than decide alone.
+    Unavailable,
 }
 
 impl LimitKind {
-    pub const ALL: [LimitKind; 4] = [
+    pub const ALL: [LimitKind; 5] = [
         LimitKind::Requests,
         LimitKind::Tokens,
         LimitKind::Concurrency,
         LimitKind::Budget,
+        LimitKind::Unavailable,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -65,6 +71,7 @@ impl LimitKind {
             LimitKind::Tokens => "tokens",
             LimitKind::Concurrency => "concurrency",
             LimitKind::Budget => "budget",
+            LimitKind::Unavailable => "unavailable",
         }
     }
 
@@ -104,6 +111,11 @@ pub struct Admitted {
     pub key_tokens: u64,
     pub global_tokens: u64,
     pub headroom: Headroom,
+    /// Names this admission's settlement, so that a settlement written twice counts once.
+    pub ticket: u128,
+    /// Decided in this process because the shared store could not be asked: settled here
+    /// too.
+    pub local: bool,
 }
 
 /// A refused request.

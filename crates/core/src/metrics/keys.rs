@@ -2,7 +2,9 @@
 //! budget. The `key` label takes the configured names (plus `_global` for the gateway-wide
 //! limits), or `_all` for every key when the operator turns per-key series off.
 
-use prometheus::{CounterVec, GaugeVec, IntCounterVec, Opts};
+use prometheus::{
+    CounterVec, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
+};
 
 use super::{Indexed, LabelSets, NAMESPACE, Registrar, label_values};
 use crate::limits::LimitKind;
@@ -130,5 +132,80 @@ impl KeyMetrics {
 
     pub fn set_budget_remaining(&self, key: usize, remaining_usd: f64) {
         self.budget_remaining.at([key]).set(remaining_usd);
+    }
+}
+
+/// The operations on the shared state store; the `op` label.
+const STATE_OPS: [&str; 3] = ["admit", "settle", "budget"];
+
+/// Time spent on the shared state store: a fraction of a millisecond on a local network.
+pub const STATE_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+];
+
+/// The shared state store (Redis) as the gateway sees it.
+#[derive(Debug)]
+pub struct StateMetrics {
+    errors: Indexed<IntCounterVec, 1>,
+    duration: Indexed<HistogramVec, 1>,
+    up: IntGauge,
+}
+
+impl StateMetrics {
+    pub(crate) fn register(reg: &mut Registrar<'_>) -> Result<Self, prometheus::Error> {
+        let errors = reg.add(IntCounterVec::new(
+            Opts::new(
+                "state_backend_errors_total",
+                "Operations on the shared state store that failed or timed out, by operation; \
+                 the request was then decided by the configured policy.",
+            )
+            .namespace(NAMESPACE),
+            &["op"],
+        )?)?;
+        let duration = reg.add(HistogramVec::new(
+            HistogramOpts::new(
+                "state_backend_duration_seconds",
+                "Time of each operation on the shared state store, a round trip each.",
+            )
+            .namespace(NAMESPACE)
+            .buckets(STATE_BUCKETS.to_vec()),
+            &["op"],
+        )?)?;
+        let up = reg.add(IntGauge::with_opts(
+            Opts::new(
+                "state_backend_up",
+                "1 while the shared state store answers, 0 once it has failed to; absent \
+                 with the in-process state.",
+            )
+            .namespace(NAMESPACE),
+        )?)?;
+        let ops = label_values(STATE_OPS);
+        let metrics = Self {
+            errors: Indexed::new(errors, [ops.clone()]),
+            duration: Indexed::new(duration, [ops]),
+            up,
+        };
+        for op in 0..STATE_OPS.len() {
+            metrics.errors.at([op]);
+        }
+        Ok(metrics)
+    }
+
+    fn index(op: &str) -> usize {
+        STATE_OPS.iter().position(|o| *o == op).unwrap_or(0)
+    }
+
+    pub fn record_error(&self, op: &str) {
+        self.errors.at([Self::index(op)]).inc();
+    }
+
+    pub fn observe(&self, op: &str, took: std::time::Duration) {
+        self.duration
+            .at([Self::index(op)])
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.up.set(i64::from(up));
     }
 }

@@ -21,7 +21,7 @@ use prometheus::{IntGaugeVec, Opts, Registry};
 
 pub use gateway::{DisconnectPhase, GatewayMetrics, ReloadResult};
 pub use indexed::{Family, Indexed, LabelValues, label_values};
-pub use keys::KeyMetrics;
+pub use keys::{KeyMetrics, STATE_BUCKETS, StateMetrics};
 pub use routing::{ATTEMPT_BUCKETS, QUEUE_WAIT_BUCKETS, RETRY_REASONS, RoutingMetrics};
 pub use upstream::{RateLimitKind, UpstreamMetrics};
 pub use usage::UsageMetrics;
@@ -84,6 +84,7 @@ pub struct Metrics {
     pub upstream: UpstreamMetrics,
     pub routing: RoutingMetrics,
     pub keys: KeyMetrics,
+    pub state: StateMetrics,
     /// Every family registered, whether or not it has a series yet: its full name and its
     /// label keys.
     families: Vec<(String, Vec<String>)>,
@@ -146,12 +147,14 @@ impl Metrics {
         let upstream = UpstreamMetrics::register(&mut reg, sets)?;
         let routing = RoutingMetrics::register(&mut reg, sets)?;
         let keys = KeyMetrics::register(&mut reg, sets)?;
+        let state = StateMetrics::register(&mut reg)?;
         Ok(Self {
             gateway,
             usage,
             upstream,
             routing,
             keys,
+            state,
             families: reg.families,
             collectors: Arc::clone(collectors),
         })

@@ -93,6 +93,67 @@ impl Default for MetricsSettings {
     }
 }
 
+/// Where limits, reservations and spend are kept.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateSettings {
+    pub backend: StateBackend,
+    pub redis: RedisSettings,
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        Self {
+            backend: StateBackend::Memory,
+            redis: RedisSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateBackend {
+    /// In this process: each replica keeps its own, and a restart starts again at zero.
+    Memory,
+    /// In Redis: shared by every replica, and kept across restarts.
+    Redis,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// The environment variable holding the URL (`redis://[:password@]host:port[/db]`).
+    pub url_env: String,
+    /// Every key the gateway writes starts with it.
+    pub key_prefix: String,
+    /// The longest a decision waits for Redis.
+    pub timeout_ms: u64,
+    /// `fail_open`: decide in this process with `fail_open_share` of each limit; or
+    /// `fail_closed`: refuse with 503.
+    pub on_error: OnErrorSetting,
+    /// Each replica's share of a limit while Redis cannot be asked (1 / replicas).
+    pub fail_open_share: f64,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url_env: "REDIS_URL".into(),
+            key_prefix: "mcp".into(),
+            timeout_ms: 50,
+            on_error: OnErrorSetting::FailOpen,
+            fail_open_share: 0.5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnErrorSetting {
+    FailOpen,
+    FailClosed,
+}
+
 /// The label value of the gateway-wide limits.
 pub const GLOBAL_KEY_LABEL: &str = "_global";
 /// The label value of every key when per-key labels are off.
@@ -208,6 +269,37 @@ impl Settings {
                 return Err(SettingsError::invalid(
                     &path("budget.usd"),
                     "must be a positive amount",
+                ));
+            }
+        }
+        let r = &self.state.redis;
+        if self.state.backend == StateBackend::Redis {
+            if r.url_env.is_empty() {
+                return Err(SettingsError::invalid(
+                    "state.redis.url_env",
+                    "must name an environment variable",
+                ));
+            }
+            if r.timeout_ms == 0 {
+                return Err(SettingsError::invalid(
+                    "state.redis.timeout_ms",
+                    "must be greater than 0",
+                ));
+            }
+            if !(r.fail_open_share > 0.0 && r.fail_open_share <= 1.0) {
+                return Err(SettingsError::invalid(
+                    "state.redis.fail_open_share",
+                    "must be above 0 and at most 1",
+                ));
+            }
+            let ok = !r.key_prefix.is_empty()
+                && r.key_prefix
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+            if !ok {
+                return Err(SettingsError::invalid(
+                    "state.redis.key_prefix",
+                    "must be letters, digits, '-', '_', '.' or ':'",
                 ));
             }
         }

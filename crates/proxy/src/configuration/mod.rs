@@ -21,7 +21,7 @@ use url::Url;
 
 pub use keys::{
     ALL_KEYS_LABEL, BudgetSettings as KeyBudgetSettings, GLOBAL_KEY_LABEL, KeyEntry, LimitSettings,
-    LimitsSection, MetricsSettings,
+    LimitsSection, MetricsSettings, OnErrorSetting, RedisSettings, StateBackend, StateSettings,
 };
 pub use routing::{BreakerSettings, BudgetSettings, FailureKind, RetryTrigger, RoutingSettings};
 pub use upstreams::{QueueSettings, Secrets, UpstreamEntry, UpstreamPlan};
@@ -60,6 +60,9 @@ pub struct Settings {
     pub limits: LimitsSection,
     #[serde(default)]
     pub metrics: MetricsSettings,
+    /// Where limits, reservations and spend are kept.
+    #[serde(default)]
+    pub state: StateSettings,
     #[serde(default)]
     pub log: LogSettings,
 }

@@ -346,6 +346,8 @@ pub struct Secrets {
     client_keys: BTreeMap<String, SecretString>,
     /// The token `/metrics` requires (`server.metrics_token_env`).
     pub metrics_token: Option<SecretString>,
+    /// The shared state store's URL (`state.redis.url_env`), which may hold a password.
+    pub redis_url: Option<SecretString>,
 }
 
 impl Secrets {
@@ -369,6 +371,7 @@ impl Secrets {
                 secrets.keys.insert(name.clone(), key);
             }
         }
+        secrets.redis_url = read(&settings.state.redis.url_env);
         secrets.metrics_token = settings.server.metrics_token_env.as_deref().and_then(read);
         for name in settings.keys.iter().filter_map(|k| k.key_env.as_ref()) {
             if let Some(key) = read(name) {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use std::task::{Context, Poll, Waker};
 
-use mcp_core::limits::{Admitted, KeyId, Limiter, Scope};
+use mcp_core::limits::{Admitted, KeyId, Scope};
 use mcp_core::metrics::DisconnectPhase;
 use mcp_core::request_id::RequestId;
 use mcp_core::upstream::{Outcome, UpstreamId};
@@ -328,7 +328,7 @@ impl Exchange {
             return;
         };
         let used = usage.prompt() + usage.completion();
-        let mut settled = state.limiter.settle(self.key, admitted, used, cost);
+        let mut settled = state.limiter.get().settle(self.key, admitted, used, cost);
         let (key, key_label) = (self.key, state.key_label);
         let metrics = Arc::clone(&state.metrics);
         let record = move |remaining: Option<f64>| {

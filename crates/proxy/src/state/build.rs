@@ -20,11 +20,14 @@ use mcp_core::upstream::{UpstreamClient, UpstreamHealth, UpstreamId, UpstreamOpt
 use secrecy::ExposeSecret;
 
 use futures_util::FutureExt;
-use mcp_core::limits::{KeyId, Limiter, MemoryLimiter, Quota};
+use mcp_core::limits::{KeyId, MemoryLimiter, OnError, Quota, RedisLimiter, RedisOptions};
 
-use super::{AppState, Gates, Upstream};
+use super::{AppState, Gates, Limits, Upstream};
 use crate::admission::Gate;
-use crate::configuration::{ALL_KEYS_LABEL, GLOBAL_KEY_LABEL, Secrets, Settings, SettingsError};
+use crate::configuration::{
+    ALL_KEYS_LABEL, GLOBAL_KEY_LABEL, OnErrorSetting, Secrets, Settings, SettingsError,
+    StateBackend,
+};
 
 /// What every state of the process shares, whatever the configuration.
 #[derive(Debug)]
@@ -194,12 +197,53 @@ impl AppState {
             })
             .collect();
         let global = settings.limits.global;
-        let limiter = Arc::new(MemoryLimiter::new(
-            &key_limits,
-            global.quota(),
-            Arc::clone(&shared.clock),
-            previous.map(|p| &*p.limiter),
-        ));
+        let limiter = match settings.state.backend {
+            StateBackend::Memory => Limits::Memory(Arc::new(MemoryLimiter::new(
+                &key_limits,
+                global.quota(),
+                Arc::clone(&shared.clock),
+                previous.and_then(|p| match &p.limiter {
+                    Limits::Memory(m) => Some(&**m),
+                    Limits::Redis(_) => None,
+                }),
+            ))),
+            StateBackend::Redis => {
+                let r = &settings.state.redis;
+                let url = secrets.redis_url.as_ref().ok_or_else(|| {
+                    SettingsError::invalid(
+                        "state.redis.url_env",
+                        format!("the environment variable `{}` is not set", r.url_env),
+                    )
+                })?;
+                let options = RedisOptions {
+                    url: url.expose_secret().to_owned(),
+                    prefix: r.key_prefix.clone(),
+                    timeout: Duration::from_millis(r.timeout_ms),
+                    on_error: match r.on_error {
+                        OnErrorSetting::FailOpen => OnError::FailOpen {
+                            share: r.fail_open_share,
+                        },
+                        OnErrorSetting::FailClosed => OnError::FailClosed,
+                    },
+                };
+                let previous = previous.and_then(|p| match &p.limiter {
+                    Limits::Redis(r) => Some(&**r),
+                    Limits::Memory(_) => None,
+                });
+                let redis = RedisLimiter::new(
+                    options,
+                    &key_limits,
+                    global.quota(),
+                    Arc::clone(&shared.clock),
+                    Arc::clone(&metrics),
+                    previous,
+                )
+                .map_err(|_| {
+                    SettingsError::invalid("state.redis.url_env", "is not a usable Redis URL")
+                })?;
+                Limits::Redis(Arc::new(redis))
+            }
+        };
         let limits_active = global.quota() != Quota::default()
             || key_limits
                 .iter()
@@ -230,6 +274,7 @@ impl AppState {
             };
             let id = KeyId::from_index(i);
             let remaining = limiter
+                .get()
                 .budget_remaining(id)
                 .now_or_never()
                 .flatten()

@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use mcp_core::ModelId;
 use mcp_core::clock::Clock;
-use mcp_core::limits::{KeyTable, Limiter, MemoryLimiter, Scope};
+use mcp_core::limits::{KeyTable, Limiter, MemoryLimiter, RedisLimiter, Scope};
 use mcp_core::metrics::Metrics;
 use mcp_core::resilience::{
     BreakerState, CircuitBreaker, ConcurrencyLimit, Permit, Refusal, RetryBudget, RetryPolicy,
@@ -57,13 +57,39 @@ pub struct AppState {
     /// By `KeyId`: the models the key may use (`None`: all of them).
     pub allowed_models: Vec<Option<Vec<ModelId>>>,
     /// Rate limits and budgets; asked only when `limits_active`.
-    pub limiter: Arc<MemoryLimiter>,
+    pub limiter: Limits,
     pub limits_active: bool,
     pub gates: Gates,
     /// Tokens reserved for a request that sets no `max_tokens`.
     pub default_max_tokens: u64,
     /// Per-key series; off, every key counts under one label value.
     pub key_label: bool,
+}
+
+/// Where the limits are kept: in this process, or in the shared store.
+#[derive(Debug)]
+pub enum Limits {
+    Memory(Arc<MemoryLimiter>),
+    Redis(Arc<RedisLimiter>),
+}
+
+impl Limits {
+    pub fn get(&self) -> &dyn Limiter {
+        match self {
+            Limits::Memory(memory) => &**memory,
+            Limits::Redis(redis) => redis,
+        }
+    }
+
+    /// Where spend is kept, for the start-up banner.
+    pub fn kept_in(&self) -> &'static str {
+        match self {
+            Limits::Memory(_) => {
+                "in this process: each replica keeps its own, and a restart starts again at zero"
+            }
+            Limits::Redis(_) => "in Redis: shared by every replica, and kept across restarts",
+        }
+    }
 }
 
 /// The concurrency limits: the gateway's, and each key's by `KeyId`.
@@ -110,7 +136,7 @@ impl AppState {
         }
         for i in 0..self.keys.len() {
             let key = mcp_core::limits::KeyId::from_index(i);
-            if let Some(remaining) = self.limiter.budget_remaining(key).await {
+            if let Some(remaining) = self.limiter.get().budget_remaining(key).await {
                 self.metrics.keys.set_budget_remaining(i, remaining);
             }
         }

@@ -23,5 +23,6 @@ mod responses;
 mod routing;
 mod scrape;
 mod sdk;
+mod shared_state;
 mod stored;
 mod streaming;

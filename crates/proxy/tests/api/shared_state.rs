@@ -1,0 +1,265 @@
+//! Limits and spend in Redis, shared by two gateways: a key's limit holds across both, a
+//! budget spent through one stops the other, spend survives a restart, and when Redis goes
+//! away the gateways keep serving on their own share of each limit (fail-open), or refuse
+//! (fail-closed), and share again once it is back. Real `redis-server` processes, started by
+//! the test on free ports.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mcp_core::limits::BudgetPeriod;
+use mcp_core::limits::keys::digest;
+use mcp_proxy::configuration::{
+    KeyBudgetSettings, KeyEntry, LimitSettings, OnErrorSetting, Secrets, StateBackend,
+};
+use serde_json::Value;
+
+use crate::helpers::*;
+
+const KEY: &str = "sk-shared-3f9c1e7a5b2d4c6e";
+
+/// A Redis server for one test, stopped when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    async fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        Self::start_on(port).await
+    }
+
+    async fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (scripts/install-deps.sh installs it)");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "Redis did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn key(limits: LimitSettings, budget: Option<KeyBudgetSettings>) -> KeyEntry {
+    KeyEntry {
+        name: "team".into(),
+        sha256: Some(digest(KEY).iter().map(|b| format!("{b:02x}")).collect()),
+        key_env: None,
+        models: None,
+        limits,
+        budget,
+    }
+}
+
+/// A gateway keeping its limits in `redis`, under `prefix`.
+async fn gateway(
+    redis: &Redis,
+    prefix: &str,
+    entry: KeyEntry,
+    on_error: OnErrorSetting,
+) -> TestApp {
+    let mut options = Spawn::default();
+    options.settings.keys = vec![entry];
+    options.settings.state.backend = StateBackend::Redis;
+    options.settings.state.redis.key_prefix = prefix.into();
+    options.settings.state.redis.on_error = on_error;
+    options.settings.state.redis.timeout_ms = 200;
+    let mut secrets = Secrets::default();
+    secrets.redis_url = Some(redis.url().into());
+    options.secrets = secrets;
+    let app = spawn(options).await;
+    // The connection is made in the background: wait until the store answers.
+    wait_until(
+        Duration::from_secs(10),
+        "the gateway reaches Redis",
+        || async { app.scrape().await.get("mcp_server_state_backend_up", &[]) == 1.0 },
+    )
+    .await;
+    app
+}
+
+async fn chat(app: &TestApp) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&chat_body(CHAT_MODEL))
+        .send()
+        .await
+        .expect("the gateway answers")
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", fastrand::u64(..))
+}
+
+#[tokio::test]
+async fn a_keys_limit_holds_across_two_gateways() {
+    let redis = Redis::start().await;
+    let prefix = unique("rpm");
+    let limits = LimitSettings {
+        requests_per_minute: Some(10),
+        ..LimitSettings::default()
+    };
+    let a = gateway(&redis, &prefix, key(limits, None), OnErrorSetting::FailOpen).await;
+    let b = gateway(&redis, &prefix, key(limits, None), OnErrorSetting::FailOpen).await;
+    let mut passed = 0;
+    for i in 0..30 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        if chat(app).await.status() == 200 {
+            passed += 1;
+        }
+    }
+    // Ten in the minute, not ten per gateway (the bucket refills at 10 a minute: the test's
+    // few hundred milliseconds can let one more through).
+    assert!((10..=11).contains(&passed), "{passed} passed");
+    for app in [&a, &b] {
+        let refused = app.scrape().await.get(
+            "mcp_server_rate_limited_total",
+            &[("limit", "requests"), ("key", "team")],
+        );
+        assert!(refused > 0.0, "each gateway refused some");
+    }
+    let m = a.scrape().await;
+    assert_eq!(m.get("mcp_server_state_backend_errors_total", &[]), 0.0);
+    assert!(
+        m.get(
+            "mcp_server_state_backend_duration_seconds_count",
+            &[("op", "admit")]
+        ) >= 15.0
+    );
+}
+
+#[tokio::test]
+async fn a_budget_spent_through_one_gateway_stops_the_other_and_survives_a_restart() {
+    let redis = Redis::start().await;
+    let prefix = unique("budget");
+    let budget = Some(KeyBudgetSettings {
+        usd: 0.00005,
+        period: BudgetPeriod::Day,
+    });
+    let a = gateway(
+        &redis,
+        &prefix,
+        key(LimitSettings::default(), budget),
+        OnErrorSetting::FailOpen,
+    )
+    .await;
+    let mut spent = 0.0;
+    while chat(&a).await.status() == 200 {
+        spent += 1.0;
+        assert!(spent < 100.0, "the budget never ran out");
+    }
+    let b = gateway(
+        &redis,
+        &prefix,
+        key(LimitSettings::default(), budget),
+        OnErrorSetting::FailOpen,
+    )
+    .await;
+    let refused = chat(&b).await;
+    assert_eq!(refused.status(), 429);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "insufficient_quota", "{body}");
+    // A gateway started afresh finds the spend where the others left it.
+    let c = gateway(
+        &redis,
+        &prefix,
+        key(LimitSettings::default(), budget),
+        OnErrorSetting::FailOpen,
+    )
+    .await;
+    assert_eq!(chat(&c).await.status(), 429);
+    wait_until(
+        Duration::from_secs(40),
+        "the budget gauge shows it spent",
+        || async {
+            c.scrape()
+                .await
+                .get("mcp_server_key_budget_remaining_usd", &[("key", "team")])
+                == 0.0
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn without_redis_the_gateways_serve_on_their_share_and_share_again_once_it_is_back() {
+    let redis = Redis::start().await;
+    let port = redis.port;
+    let prefix = unique("outage");
+    let limits = LimitSettings {
+        requests_per_minute: Some(8),
+        ..LimitSettings::default()
+    };
+    let open = gateway(&redis, &prefix, key(limits, None), OnErrorSetting::FailOpen).await;
+    let closed = gateway(
+        &redis,
+        &prefix,
+        key(limits, None),
+        OnErrorSetting::FailClosed,
+    )
+    .await;
+    drop(redis);
+
+    // Fail-open: half of the limit (fail_open_share 0.5), decided in this process.
+    let mut passed = 0;
+    for _ in 0..10 {
+        if chat(&open).await.status() == 200 {
+            passed += 1;
+        }
+    }
+    assert_eq!(passed, 4, "half of 8 while Redis is away");
+    let m = open.scrape().await;
+    assert!(m.get("mcp_server_state_backend_errors_total", &[("op", "admit")]) >= 10.0);
+    assert_eq!(m.get("mcp_server_state_backend_up", &[]), 0.0);
+    // Fail-closed: refused, and said why.
+    let refused = chat(&closed).await;
+    assert_eq!(refused.status(), 503);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "limits_unavailable", "{body}");
+
+    // Redis comes back (empty: a restart): the limit is shared again, without a restart.
+    let _redis = Redis::start_on(port).await;
+    wait_until(
+        Duration::from_secs(20),
+        "the gateway reaches Redis again",
+        || async { chat(&closed).await.status() == 200 },
+    )
+    .await;
+    let mut passed = 1;
+    for i in 0..20 {
+        let app = if i % 2 == 0 { &open } else { &closed };
+        if chat(app).await.status() == 200 {
+            passed += 1;
+        }
+    }
+    assert!(
+        (8..=9).contains(&passed),
+        "{passed} passed once shared again"
+    );
+}
