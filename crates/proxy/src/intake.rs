@@ -282,6 +282,18 @@ fn peek(body: &[u8]) -> Result<RequestPeek<'_>, ApiError> {
         }
         Some(_) => {}
     }
+    // JSON is UTF-8 (RFC 8259 8.1). serde checks the strings it reads but skips the fields the
+    // gateway does not read without looking inside them, so the whole body is checked here:
+    // bytes that are not UTF-8 anywhere in it are the client's error, not the upstream's.
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(ApiError::new(
+            ErrorType::InvalidRequest,
+            format!(
+                "We could not parse the JSON body of your request: it is not valid UTF-8 (at byte {}).",
+                e.valid_up_to()
+            ),
+        ));
+    }
     serde_json::from_slice(body).map_err(|e| {
         use serde_json::error::Category;
         let message = match e.classify() {
@@ -319,6 +331,17 @@ mod tests {
     fn malformed_json_is_reported_as_a_parse_error() {
         let e = peek(b"{\"model\": ").unwrap_err();
         assert!(e.to_string().contains("could not parse"), "{e}");
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_refused_in_any_field() {
+        let e = peek(b"{\"model\":\"m\",\"messages\":[{\"content\":\"a\xFF\xFEb\"}]}").unwrap_err();
+        assert_eq!(e.kind(), ErrorType::InvalidRequest);
+        assert!(
+            e.to_string().contains("not valid UTF-8 (at byte 38)"),
+            "{e}"
+        );
+        assert!(peek("{\"model\":\"m\",\"messages\":\"caf\u{e9}\"}".as_bytes()).is_ok());
     }
 
     #[test]

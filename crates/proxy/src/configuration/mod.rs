@@ -96,6 +96,10 @@ pub struct ServerSettings {
     pub admin_listen: Option<SocketAddr>,
     /// The environment variable holding a bearer token that `/metrics` requires.
     pub metrics_token_env: Option<String>,
+    /// `/ready` answers 503 while every upstream is down. Behind a load balancer whose other
+    /// replicas share those upstreams (Kubernetes), turn it off: an outage would empty the
+    /// Service, and clients would get refused connections instead of the gateway's errors.
+    pub ready_requires_upstream: bool,
 }
 
 impl Default for ServerSettings {
@@ -113,6 +117,7 @@ impl Default for ServerSettings {
             max_connections: 10_000,
             admin_listen: None,
             metrics_token_env: None,
+            ready_requires_upstream: true,
         }
     }
 }

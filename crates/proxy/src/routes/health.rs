@@ -1,6 +1,6 @@
 //! Probes: `/health` says the process serves requests; `/ready` says it is worth sending
-//! traffic to (settings loaded, not shutting down, and at least one upstream not known to be
-//! down).
+//! traffic to (settings loaded, not shutting down, and, unless
+//! `server.ready_requires_upstream` is off, at least one upstream not known to be down).
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
@@ -23,7 +23,7 @@ pub async fn ready(gateway: web::Data<Gateway>) -> HttpResponse {
         }));
     }
     // One reachable upstream is enough to serve (its models, and others' fallbacks to them).
-    if state.upstreams.iter().all(|u| u.health.is_down()) {
+    if state.ready_requires_upstream && state.upstreams.iter().all(|u| u.health.is_down()) {
         let names: Vec<&str> = state.upstreams.iter().map(|u| u.client.name()).collect();
         HttpResponse::ServiceUnavailable().json(json!({
             "status": "not_ready",

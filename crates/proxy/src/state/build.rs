@@ -292,6 +292,7 @@ impl AppState {
             metrics,
             max_body_bytes: settings.server.max_body_bytes,
             body_timeout: Duration::from_secs(settings.server.body_timeout_secs),
+            ready_requires_upstream: settings.server.ready_requires_upstream,
             drain: Arc::clone(&shared.drain),
             max_response_bytes: settings.upstream.max_response_bytes,
             models_body,

@@ -48,6 +48,8 @@ pub struct AppState {
     pub body_timeout: Duration,
     /// Shutting down: `/ready` answers 503, and open streams end when told to.
     pub drain: Arc<Drain>,
+    /// `/ready` answers 503 while every upstream is down.
+    pub ready_requires_upstream: bool,
     /// The largest plain answer, or stream event, read from the upstream.
     pub max_response_bytes: usize,
     /// `GET /v1/models`, rendered once.

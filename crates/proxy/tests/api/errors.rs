@@ -290,6 +290,23 @@ async fn an_unreachable_upstream_gives_502_and_is_marked_down() {
 }
 
 #[tokio::test]
+async fn with_ready_requires_upstream_off_an_upstream_outage_keeps_the_replica_ready() {
+    let mut options = Spawn::default();
+    options.unreachable_upstream = true;
+    options.settings.server.ready_requires_upstream = false;
+    let app = spawn(options).await;
+    for _ in 0..3 {
+        openai_error(app.chat(&chat_body(CHAT_MODEL)).await, 502).await;
+    }
+    let m = app.scrape().await;
+    assert_eq!(
+        m.get("mcp_server_upstream_up", &[("upstream", "primary")]),
+        0.0
+    );
+    assert_eq!(app.get("/ready").await.status(), 200);
+}
+
+#[tokio::test]
 async fn an_upstream_that_never_answers_gives_504_at_the_deadline() {
     let mut options = Spawn::default();
     options.mock.profile.hang_rate = 1.0;

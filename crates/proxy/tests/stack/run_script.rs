@@ -86,13 +86,15 @@ async fn stops_on(signal: &str) {
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.headers()["x-mcp-upstream"], "primary");
     // A Claude model is served out of the box, on Anthropic's Messages API, from a mock.
-    let models: serde_json::Value =
-        reqwest::get(format!("http://127.0.0.1:{}/v1/models", ports[0]))
-            .await
-            .expect("the gateway answers")
-            .json()
-            .await
-            .expect("a model list");
+    let models: serde_json::Value = client
+        .get(format!("http://127.0.0.1:{}/v1/models", ports[0]))
+        .bearer_auth("sk-mcp-demo-team")
+        .send()
+        .await
+        .expect("the gateway answers")
+        .json()
+        .await
+        .expect("a model list");
     let claude = models["data"]
         .as_array()
         .into_iter()
@@ -101,8 +103,10 @@ async fn stops_on(signal: &str) {
         .find(|id| id.starts_with("claude-"))
         .expect("a claude- model in /v1/models")
         .to_owned();
-    let message = reqwest::Client::new()
+    let message = client
         .post(format!("http://127.0.0.1:{}/v1/messages", ports[0]))
+        // Anthropic's SDKs send the key as x-api-key.
+        .header("x-api-key", "sk-mcp-demo-team")
         .json(&serde_json::json!({
             "model": claude,
             "max_tokens": 16,
