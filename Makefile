@@ -64,6 +64,15 @@ fuzz: ## cargo-fuzz the request peek, model replacement, usage reader, chunk sum
 check-monitoring: ## promtool and amtool: Prometheus config, rules, rule unit tests, Alertmanager config
 	./scripts/check-monitoring.sh
 
+.PHONY: kube-generate kube-check
+
+kube-generate: ## Rewrite deploy/kubernetes/base/generated from prometheus/rules, grafana/dashboards and deploy/mcp-server.yaml
+	python3 deploy/kubernetes/tools/generate.py
+
+kube-check: ## Render every deploy/kubernetes overlay and check it: schemas, policies, generated files up to date (also part of `test`)
+	./scripts/install-k8s-tools.sh
+	$(CARGO) test -p mcp-proxy --test stack kubernetes::
+
 fmt: ## Format the code
 	$(CARGO) fmt --all
 

@@ -31,6 +31,7 @@ if ! command -v hadolint >/dev/null 2>&1; then
 fi
 
 ./scripts/install-sdks.sh
+./scripts/install-k8s-tools.sh
 
 for tool in promtool prometheus amtool docker-compose hadolint redis-server; do
   command -v "$tool" >/dev/null 2>&1 || { echo "missing after install: $tool" >&2; exit 1; }

@@ -447,8 +447,8 @@ fn dockerfiles() -> Result<Vec<PathBuf>> {
 }
 
 /// True for a reference pinned to a release: `name:tag` whose tag holds a version number
-/// (`v3.14.0`, `1.95.0-slim-bookworm`, `12.15-slim`), or a digest.
-fn is_pinned(image: &str) -> bool {
+/// (`v3.14.0`, `1.95.0-slim-bookworm`, `12.15-slim`), or a digest; never `latest`.
+pub(crate) fn is_pinned(image: &str) -> bool {
     if image.contains("@sha256:") {
         return true;
     }
