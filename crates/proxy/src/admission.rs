@@ -210,23 +210,29 @@ fn refusal(state: &AppState, refused: &Refused) -> ApiError {
 
 /// OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` for the client's limits.
 pub fn ratelimit_headers(headroom: &Headroom) -> Vec<(HeaderName, HeaderValue)> {
-    let mut headers = Vec::new();
-    let mut add = |kind: &str, window: &Option<Window>| {
+    const REQUESTS: [HeaderName; 3] = [
+        HeaderName::from_static("x-ratelimit-limit-requests"),
+        HeaderName::from_static("x-ratelimit-remaining-requests"),
+        HeaderName::from_static("x-ratelimit-reset-requests"),
+    ];
+    const TOKENS: [HeaderName; 3] = [
+        HeaderName::from_static("x-ratelimit-limit-tokens"),
+        HeaderName::from_static("x-ratelimit-remaining-tokens"),
+        HeaderName::from_static("x-ratelimit-reset-tokens"),
+    ];
+    let mut headers = Vec::with_capacity(6);
+    for (window, [limit, remaining, reset]) in
+        [(&headroom.requests, REQUESTS), (&headroom.tokens, TOKENS)]
+    {
         let Some(w) = window else {
-            return;
+            continue;
         };
-        let name = |field: &str| {
-            HeaderName::try_from(format!("x-ratelimit-{field}-{kind}"))
-                .expect("a valid header name")
-        };
-        headers.push((name("limit"), HeaderValue::from(w.limit)));
-        headers.push((name("remaining"), HeaderValue::from(w.remaining)));
-        if let Ok(reset) = HeaderValue::try_from(format_duration(w.reset)) {
-            headers.push((name("reset"), reset));
+        headers.push((limit, HeaderValue::from(w.limit)));
+        headers.push((remaining, HeaderValue::from(w.remaining)));
+        if let Ok(value) = HeaderValue::try_from(format_duration(w.reset)) {
+            headers.push((reset, value));
         }
-    };
-    add("requests", &headroom.requests);
-    add("tokens", &headroom.tokens);
+    }
     headers
 }
 
