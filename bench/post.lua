@@ -2,10 +2,13 @@
 -- results as one JSON line (prefixed BENCH_JSON) for bench/run.py to parse.
 --
 -- BENCH_STREAM=1 adds "stream": true (for the streaming throughput sanity run).
+-- BENCH_AUTH=<key> adds `Authorization: Bearer <key>` (the "keys and limits on" gateway); unset
+-- or empty, no such header, so every other side gets exactly the request it always got.
 -- Latencies from wrk are in microseconds. errors.status counts answers with status >= 400.
 -- No response() hook on purpose: defining one makes wrk parse every response (slower client).
 
 local stream = os.getenv("BENCH_STREAM") == "1"
+local auth = os.getenv("BENCH_AUTH") or ""
 
 local body = '{"model":"gpt-4o-mini","messages":['
   .. '{"role":"system","content":"You are a concise assistant for a support desk. Answer in one short paragraph."},'
@@ -18,6 +21,9 @@ wrk.method = "POST"
 wrk.body = body
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Accept"] = "application/json"
+if auth ~= "" then
+  wrk.headers["Authorization"] = "Bearer " .. auth
+end
 
 function done(summary, latency, requests)
   local e = summary.errors

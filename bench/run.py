@@ -10,21 +10,25 @@ What it does, in order:
      streaming the stream fixture at a fixed cadence; on CPU 0: the gateways under test
      (one worker thread each): log level warn, log level info (access log on), one with two
      upstreams and a model deployed on both (bench/gateway-two-deployments.yaml, via
-     bench/routing.py), the baseline build when asked for, and three more for
+     bench/routing.py), one with a client key, limits, a budget and a price
+     (bench/gateway-keys.yaml, via bench/keys.py), the baseline build when asked for, and three more for
      the streaming runs (in front of the mock, of bench/sse_upstream.py, of nginx's SSE body),
      and the reference: a second nginx as a reverse proxy (bench/nginx-proxy.conf, one worker,
      keep-alive upstream pool) in front of the same upstreams.
      wrk, the reference SSE upstream and this script's own client run on CPU 1 too;
   3. non-streaming chat completions, wrk at 1 and 64 connections, direct to nginx vs through the
-     gateways (warn, info, two deployments, the baseline build) vs through nginx as a reverse
-     proxy, interleaved, repeated, medians reported; the CPU time of the proxy under test
-     (/proc/PID/stat) and, for the gateways, mcp_server_overhead_seconds (/metrics) around every
-     measured run; the two-deployment gateway's attempt counters (/metrics) around all its runs;
+     gateways (warn, info, two deployments, keys and limits on, the baseline build) vs through
+     nginx as a reverse proxy, interleaved, repeated, medians reported; the CPU time of the proxy
+     under test (/proc/PID/stat) and, for the gateways, mcp_server_overhead_seconds (/metrics)
+     around every measured run; the two-deployment gateway's attempt counters and the keyed
+     gateway's limit and key counters (/metrics) around all their runs;
   4. streaming: time to first content token and to [DONE], direct to the upstream vs through the
      gateway, for the mock and for the reference upstream (TCP_NODELAY; also through nginx as a
      reverse proxy), sequentially and 8 at a time, requests interleaved;
   5. a streaming throughput sanity run against nginx's fixed SSE body;
-  6. prints a markdown table, writes bench/results/<UTC>.json, latest.json and latest.md.
+  6. prints a markdown table, writes bench/results/<UTC>.json, latest.json and latest.md
+     (--quick: into bench/results/quick/, which git ignores, so a smoke run never replaces the
+     committed results).
 
 Every process it starts is stopped on exit, error, Ctrl-C or SIGTERM (and, should this script be
 killed outright, by PR_SET_PDEATHSIG).
@@ -52,11 +56,13 @@ import time
 from pathlib import Path
 
 import baseline  # bench/baseline.py: --baseline-rev, the other revision's build
+import keys as bench_keys  # bench/keys.py: the keyed gateway's settings, key and scrape check
 import routing  # bench/routing.py: the two-deployment gateway's settings and scrape check
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
+QUICK_RESULTS = RESULTS / "quick"  # --quick writes here (ignored by git), never over latest.*
 FIXTURES = ROOT / "crates" / "mock-upstream" / "fixtures"
 PROXY_BIN = ROOT / "target" / "release" / "mcp-proxy"
 MOCK_BIN = ROOT / "target" / "release" / "mcp-mock-upstream"
@@ -73,6 +79,7 @@ TARGET_P99_ADDED_US = 1000.0
 TARGET_CPU_US = 30.0
 TARGET_RSS_MB = 30.0
 TARGET_TTFT_P99_ADDED_MS = 1.0
+TARGET_KEYS_CPU_RATIO = 1.10  # keys and limits on: CPU per request within 10 % of the open gateway's
 STALL_US = 20_000  # a wrk latency this long is a stall of the machine, not queueing
 
 STREAM_BODY = {
@@ -158,10 +165,12 @@ def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
         conn.close()
 
 
-def http_post(port: int, path: str, body: bytes, timeout: float = 5.0) -> tuple[int, dict, bytes]:
+def http_post(
+    port: int, path: str, body: bytes, timeout: float = 5.0, headers: dict | None = None
+) -> tuple[int, dict, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        conn.request("POST", path, body=body, headers={"Content-Type": "application/json", **(headers or {})})
         resp = conn.getresponse()
         return resp.status, dict(resp.getheaders()), resp.read()
     finally:
@@ -376,9 +385,10 @@ def build_revision(port: int) -> str:
 SCHED: Scheduler | None = None
 
 
-def wrk(url: str, connections: int, seconds: int, stream: bool = False) -> dict:
+def wrk(url: str, connections: int, seconds: int, stream: bool = False, auth: str | None = None) -> dict:
+    """One wrk run with bench/post.lua; `auth`: a client key, sent as `Authorization: Bearer`."""
     seconds = max(1, int(seconds))  # wrk takes whole seconds
-    env = dict(os.environ, BENCH_STREAM="1" if stream else "0")
+    env = dict(os.environ, BENCH_STREAM="1" if stream else "0", BENCH_AUTH=auth or "")
     argv = (SCHED.wrk_prefix() if SCHED else []) + [
         "taskset", "-c", str(LOAD_CPU), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
         "--timeout", "5s", "--latency", "-s", str(BENCH / "post.lua"), url,
@@ -861,6 +871,36 @@ def check_served_by(port: int, upstreams: list[str]) -> None:
             f"{h.get('x-mcp-attempts')!r} attempts (expected one of {upstreams}, 1 attempt): {answer[:300]!r}")
 
 
+def check_keys(port: int, secret: str) -> dict:
+    """The keyed gateway refuses a request without a key, and one with a wrong key, with 401
+    `invalid_api_key`; answers the benchmark's key 200 with the fixture and OpenAI's
+    x-ratelimit-* headers for the key's limits (so the limiter decided). Returns what it saw."""
+    request = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}).encode()
+    fixture = json.loads((FIXTURES / "chat_completion.json").read_bytes())
+    seen: dict = {}
+    for case, headers in (("no key", {}), ("wrong key", {"Authorization": "Bearer sk-not-the-bench-key"})):
+        status, _, answer = http_post(port, CHAT_PATH, request, headers=headers)
+        try:
+            code = json.loads(answer).get("error", {}).get("code")
+        except (ValueError, AttributeError):
+            code = None
+        seen[case] = {"status": status, "code": code}
+        if status != 401 or code != "invalid_api_key":
+            raise RuntimeError(f"the keyed gateway answered a request with {case} {status} {answer[:300]!r} "
+                               "(expected 401 invalid_api_key)")
+    status, headers, answer = http_post(port, CHAT_PATH, request, headers={"Authorization": f"Bearer {secret}"})
+    h = {k.lower(): v for k, v in headers.items()}
+    limits = {k: h.get(k) for k in (
+        "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+        "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens")}
+    seen["key"] = {"status": status, **limits}
+    if status != 200 or json.loads(answer) != fixture:
+        raise RuntimeError(f"the keyed gateway answered the benchmark's key {status}: {answer[:300]!r}")
+    if None in limits.values():
+        raise RuntimeError(f"the keyed gateway's answer lacks x-ratelimit-* headers: {limits}")
+    return seen
+
+
 def machine_info() -> dict:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
@@ -943,7 +983,8 @@ def verdict(ok: bool | str | None) -> str:
 
 SIDE_LABELS = {
     "direct": "direct", "nginx_proxy": "nginx proxy", "proxy_baseline": "baseline", "proxy": "proxy",
-    "proxy_2dep": "two deployments", "proxy_log": "proxy+access log", "forwarder": "bare forwarder",
+    "proxy_2dep": "two deployments", "proxy_keys": "keys and limits on", "proxy_log": "proxy+access log",
+    "forwarder": "bare forwarder",
 }
 
 
@@ -1160,6 +1201,7 @@ def build_report(res: dict) -> str:
     )
     L.append("")
     report_routing_and_baseline(L, s, p99)
+    report_keys(L, s, p99)
     if stalls:
         stalled_runs = []
         for side, by_conc in res["wrk_runs"].items():
@@ -1292,14 +1334,81 @@ def report_routing_and_baseline(L: list[str], s: dict, p99) -> None:
         L.append("")
 
 
+def report_keys(L: list[str], s: dict, p99) -> None:
+    """The gateway with a client key, limits, a budget and a price against the open
+    single-upstream gateway ("proxy"). `p99` formats a p99 cell and notes a stalled run."""
+    keyed = s.get("keys")
+    if not keyed:
+        return  # a result from before this section existed
+    d, w, k = s["direct"], s["proxy"], s["proxy_keys"]
+    c, lim = keyed["vs_proxy"], keyed["limits"]
+
+    def mark(*xs) -> str:
+        return " †" if any(x.get("stalled") for x in xs) else ""
+
+    key = lim["checks"]["key"]
+    L.append(
+        f"**Keys and limits on** (one worker on CPU {PROXY_CPU}, same upstream and load, interleaved with the runs above): "
+        "*keys and limits on* = *proxy* (`--upstream`, log level warn) plus bench/gateway-keys.yaml: one client key "
+        f"`{lim['key']}`, sent by wrk as `Authorization: Bearer`, with requests and tokens per minute, concurrent requests "
+        "and a daily budget; the same three limits gateway-wide; a price for `gpt-4o-mini`. Every request is "
+        "authenticated, takes a slot of both concurrency gates, gets one limiter decision (GCRA for requests, the token "
+        "bucket reserving `max_tokens`, the budget) and is settled from its usage and cost; every limit is far out of "
+        f"reach (the answer's x-ratelimit-limit-requests {fmt(float(key['x-ratelimit-limit-requests']))}, "
+        f"-tokens {fmt(float(key['x-ratelimit-limit-tokens']))}), so nothing is refused. "
+        "Ratios are of the medians; per repetition, the same ratio within each repetition."
+    )
+    L.append("")
+    L.append("| measurement | proxy (open) | keys and limits on | keys vs proxy | target | met? |")
+    L.append("|---|---:|---:|---:|---|---|")
+
+    def rps(x: dict) -> str:
+        return f"{fmt(x['c64']['rps'])} ({x['c64']['rps'] / d['c64']['rps']:.2f}x)"
+
+    L.append(f"| 64 conn: requests/s (ratio to direct) | {rps(w)} | {rps(k)} | "
+             f"{c['rps_ratio_c64']:.2f}x{ratio_spread(c['rps_ratio_c64_per_rep'])} | | |")
+    L.append(f"| CPU per request, 64 conn (µs) | {fmt(w['cpu_us_per_req_c64'], 1)} | {fmt(k['cpu_us_per_req_c64'], 1)} | "
+             f"{c['cpu_ratio_c64']:.2f}x{ratio_spread(c['cpu_ratio_c64_per_rep'])} | ≤ {TARGET_KEYS_CPU_RATIO:.2f}x proxy | "
+             f"{verdict(c['cpu_ratio_c64'] <= TARGET_KEYS_CPU_RATIO)} |")
+    L.append(f"| CPU per request, 1 conn (µs) | {fmt(w['cpu_us_per_req_c1'], 1)} | {fmt(k['cpu_us_per_req_c1'], 1)} | "
+             f"{c['cpu_ratio_c1']:.2f}x{ratio_spread(c['cpu_ratio_c1_per_rep'])} | | |")
+    L.append(f"| 1 conn: added latency p50 (µs) | {signed(w['c1']['p50'] - d['c1']['p50'])} | "
+             f"{signed(k['c1']['p50'] - d['c1']['p50'])} | {signed(c['p50_diff_us_c1'])} | | |")
+    L.append(f"| 1 conn: added latency p99 (µs) | {signed(w['c1']['p99'] - d['c1']['p99'])}{mark(w['c1'], d['c1'])} | "
+             f"{signed(k['c1']['p99'] - d['c1']['p99'])}{mark(k['c1'], d['c1'])} | "
+             f"{signed(c['p99_diff_us_c1'])}{mark(w['c1'], k['c1'])} | | |")
+    p99(k["c1"])  # lists its stalled runs in the note below the tables
+    L.append(f"| peak RSS after 64 conn (MB) | {fmt(w['rss_peak_mb_after_c64'], 1)} | {fmt(k['rss_peak_mb_after_c64'], 1)} | "
+             f"{signed(c['rss_diff_mb_after_c64'], 1)} | | |")
+    L.append("")
+    ok = "all as expected" if lim["ok"] else "**NOT AS EXPECTED**: " + "; ".join(lim["problems"])
+    kr, checks = lim["key_requests"], lim["checks"]
+    refused = ", ".join(f"{name} {v:.0f}" for name, v in lim["rate_limited"].items()) or "none"
+    tokens = lim["key_tokens"]
+    L.append(
+        f"Keys and limits on, over all its wrk runs (warm-ups included; from its /metrics): requests refused by a limit "
+        f"{lim['rate_limited_total']:.0f} ({refused}); under the key `{lim['key']}` {fmt(kr['2xx'])} answered 2xx, "
+        f"{fmt(kr['4xx'])} 4xx (499: cancelled when wrk closed its connections; client disconnects "
+        f"{fmt(lim['client_disconnects'])}), {fmt(kr['5xx'])} 5xx; wrk completed {fmt(lim['wrk_requests'])} in "
+        f"{lim['wrk_runs']} runs, so {fmt(lim['excess_2xx'])} answered but not read when a run ended (with the cancelled, "
+        f"at most {fmt(lim['in_flight_bound'])}: one per connection per run); "
+        f"tokens {fmt(tokens.get('prompt', 0.0))} prompt and {fmt(tokens.get('completion', 0.0))} completion; "
+        f"{lim['key_cost_usd']:.4f} US dollars charged to the budget, {fmt(lim['budget_remaining_usd'], 2)} of "
+        f"{fmt(lim['budget_usd'], 2)} left. Before the runs: no key {checks['no key']['status']} "
+        f"(`{checks['no key']['code']}`), a wrong key {checks['wrong key']['status']} (`{checks['wrong key']['code']}`), "
+        f"the key {checks['key']['status']}: {ok}."
+    )
+    L.append("")
+
+
 # --------------------------------------------------------------------------------------------
 # main
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    # 8 s (not 10): 36 measured runs (6 sides x 2 concurrencies x 3; 42 with a baseline) plus the
-    # streaming runs must leave the whole run under ten minutes.
+    # 8 s (not 10): 42 measured runs (7 sides x 2 concurrencies x 3; 48 with a baseline) plus the
+    # streaming runs keep the whole run near ten minutes.
     ap.add_argument("--duration", type=int, default=8, help="seconds per measured wrk run (default 8)")
     ap.add_argument("--warmup", type=int, default=1, help="seconds of warm-up before each measured run (default 1)")
     ap.add_argument("--reps", type=int, default=3, help="repetitions per side and concurrency (default 3)")
@@ -1378,6 +1487,14 @@ def main() -> int:
         p2_config.write_text(p2_settings)
         p2_upstreams = routing.upstream_names(p2_settings)
         p2_port, p2_proc, _ = start_proxy(procs, tmp, "proxy_2dep", None, "warn", config=p2_config)
+        # Started like "proxy" (--upstream, warn), plus a settings file with one client key, the
+        # key's and the gateway's limits, a budget and a price, all too generous to be reached
+        # (bench/gateway-keys.yaml): authentication, the concurrency gates, the limiter decision
+        # and the settlement on every request, nothing refused.
+        pk_settings = bench_keys.render_settings()
+        pk_config = tmp / "gateway-keys.yaml"
+        pk_config.write_text(pk_settings)
+        pk_port, pk_proc, _ = start_proxy(procs, tmp, "proxy_keys", upstream_json, "warn", config=pk_config)
         if base:  # the other revision's build, started exactly like the "proxy" gateway
             pb_port, pb_proc, _ = start_proxy(
                 procs, tmp, "proxy_baseline", upstream_json, "warn", binary=Path(base["binary"]))
@@ -1390,7 +1507,7 @@ def main() -> int:
         SCHED.pids = [p.pid for _, p in procs.procs]
         log(f"nginx :{nginx_json} (json) :{nginx_sse} (sse), mock :{mock_port}, reference SSE :{ref_port}, "
             f"gateways :{proxy_port} (warn) :{plog_port} (info) :{pstream_port} (mock) :{pref_port} (ref) :{psse_port} (sse) "
-            f":{p2_port} (two deployments)" + (f" :{pb_port} (baseline {base['short']})" if base else "") + ", "
+            f":{p2_port} (two deployments) :{pk_port} (keys and limits on)" + (f" :{pb_port} (baseline {base['short']})" if base else "") + ", "
             f"nginx reverse proxy :{nproxy_port} (json) :{nproxy_sse_port} (ref)")
 
         check_answers(
@@ -1400,6 +1517,10 @@ def main() -> int:
              "nginx_proxy_stream_ref": nproxy_sse_port},
         )
         check_served_by(p2_port, p2_upstreams)
+        pk_checks = check_keys(pk_port, bench_keys.SECRET)
+        log(f"keys and limits on: no key {pk_checks['no key']['status']}, wrong key {pk_checks['wrong key']['status']}, "
+            f"the benchmark's key {pk_checks['key']['status']} with x-ratelimit-limit-requests "
+            f"{pk_checks['key']['x-ratelimit-limit-requests']}, -tokens {pk_checks['key']['x-ratelimit-limit-tokens']}")
         res["proxy_revision"] = build_revision(proxy_port)
         if base:
             base["running_revision"] = build_revision(pb_port)
@@ -1416,6 +1537,7 @@ def main() -> int:
             "nginx_proxy": tree_affinity(nproxy_proc.pid),
             "forwarder": thread_affinity(fwd_proc.pid),
             "proxy_2dep": thread_affinity(p2_proc.pid),
+            "proxy_keys": thread_affinity(pk_proc.pid),
         }
         if base:
             pins["proxy_baseline"] = thread_affinity(pb_proc.pid)
@@ -1435,10 +1557,13 @@ def main() -> int:
         # kind: what sits between wrk and nginx. "gateway" sides get /metrics scraped; the CPU
         # time of "gateway" and "nginx" sides (the process on CPU 0, all threads / master +
         # worker) is read from /proc around every measured run.
-        # The gateways compared with "proxy" (the baseline build, two deployments) run next to it.
+        # The gateways compared with "proxy" (keys and limits on, the baseline build, two
+        # deployments) run next to it; without a baseline, each of the three others is its
+        # neighbour in every repetition. "auth": the key wrk presents (post.lua's BENCH_AUTH).
         sides = {
             "direct": {"port": nginx_json, "proc": None, "kind": "direct"},
             "nginx_proxy": {"port": nproxy_port, "proc": nproxy_proc, "kind": "nginx"},
+            "proxy_keys": {"port": pk_port, "proc": pk_proc, "kind": "gateway", "auth": bench_keys.SECRET},
             **({"proxy_baseline": {"port": pb_port, "proc": pb_proc, "kind": "gateway"}} if base else {}),
             "proxy": {"port": proxy_port, "proc": proxy_proc, "kind": "gateway"},
             "proxy_2dep": {"port": p2_port, "proc": p2_proc, "kind": "gateway"},
@@ -1447,6 +1572,8 @@ def main() -> int:
         }
         res["side_order"] = list(sides)
         p2_before = scrape(p2_port)
+        pk_before = scrape(pk_port)
+        warmup_requests = {side: 0 for side in sides}  # for the keyed gateway's count check
         runs: dict = {side: {"c1": [], "c64": []} for side in sides}
         rss_after_c64: dict = {}
         total_wrk = 2 * args.reps * len(sides)
@@ -1455,7 +1582,8 @@ def main() -> int:
             key = f"c{conc}"
             for side, info in sides.items():  # a longer first warm-up per side
                 SCHED.for_run(cpu_bound=side == "direct" or conc > 1)
-                wrk(f"http://127.0.0.1:{info['port']}{CHAT_PATH}", conc, max(args.warmup, 2))
+                r = wrk(f"http://127.0.0.1:{info['port']}{CHAT_PATH}", conc, max(args.warmup, 2), auth=info.get("auth"))
+                warmup_requests[side] += r["requests"]
             for rep in range(args.reps):
                 order = list(sides) if rep % 2 == 0 else list(reversed(sides))
                 for side in order:
@@ -1464,7 +1592,7 @@ def main() -> int:
                     url = f"http://127.0.0.1:{info['port']}{CHAT_PATH}"
                     sched = SCHED.for_run(cpu_bound=side == "direct" or conc > 1)
                     if args.warmup > 0:
-                        wrk(url, conc, args.warmup)
+                        warmup_requests[side] += wrk(url, conc, args.warmup, auth=info.get("auth"))["requests"]
                     proc, kind = info["proc"], info["kind"]
                     cpu_of = tree_cpu_seconds if kind == "nginx" else cpu_seconds
                     ov0 = overhead_counters(info["port"]) if kind == "gateway" else None
@@ -1473,7 +1601,7 @@ def main() -> int:
                     sys0 = cpu_times()
                     tcp0 = tcp_counters()
                     t0 = time.monotonic()
-                    r = wrk(url, conc, args.duration)
+                    r = wrk(url, conc, args.duration, auth=info.get("auth"))
                     wall = time.monotonic() - t0
                     sys1 = cpu_times()
                     tcp1 = tcp_counters()
@@ -1527,6 +1655,25 @@ def main() -> int:
         t2 = res["two_deployments"]
         log(f"two deployments: successful attempts {t2['attempts_success']}, attempts per request "
             f"{t2['attempts_per_request']:.3f}, " + ("no failure" if t2["ok"] else "PROBLEMS: " + "; ".join(t2["problems"])))
+        # Over every wrk run through the keyed gateway, warm-ups included: nothing refused, every
+        # request counted under the key.
+        pk_after = scrape(pk_port)
+        # Per concurrency: a first warm-up, and each measured run with its warm-up. When a run
+        # ends, each of its connections may leave one request answered but unread, or cancelled.
+        pk_runs = {conc: 1 + args.reps * (2 if args.warmup > 0 else 1) for conc in (1, 64)}
+        res["keys"] = {
+            "settings": pk_settings,
+            "checks": pk_checks,
+            **bench_keys.summarize(
+                routing.delta(pk_before, pk_after), pk_after,
+                wrk_requests=sum(r["requests"] for v in runs["proxy_keys"].values() for r in v) + warmup_requests["proxy_keys"],
+                wrk_runs=sum(pk_runs.values()),
+                in_flight_bound=sum(conc * n for conc, n in pk_runs.items()),
+            ),
+        }
+        tk = res["keys"]
+        log(f"keys and limits on: refused by a limit {tk['rate_limited_total']:.0f}, the key's requests "
+            f"{tk['key_requests']}, wrk completed {tk['wrk_requests']}, " + ("all as expected" if tk["ok"] else "PROBLEMS: " + "; ".join(tk["problems"])))
 
         res["stream"] = {}
         for upstream, direct_port, gw_port, gw_proc, nginx_port in (
@@ -1586,6 +1733,7 @@ def main() -> int:
             "nginx_proxy": nginx_worker_hwm_kb(nproxy_proc.pid),  # the worker
             "forwarder": status_kb(fwd_proc.pid, "VmHWM"),
             "proxy_2dep": status_kb(p2_proc.pid, "VmHWM"),
+            "proxy_keys": status_kb(pk_proc.pid, "VmHWM"),
         }
         if base:
             res["rss_peak_kb"]["proxy_baseline"] = status_kb(pb_proc.pid, "VmHWM")
@@ -1629,7 +1777,7 @@ def main() -> int:
 
     summary = {side: side_summary(side) for side in runs}
     ovm = {}
-    for side in [sd for sd in ("proxy", "proxy_log", "proxy_2dep", "proxy_baseline") if sd in runs]:
+    for side in [sd for sd in ("proxy", "proxy_log", "proxy_2dep", "proxy_keys", "proxy_baseline") if sd in runs]:
         total_sum = sum(r["overhead_metric"]["sum_s"] for r in runs[side]["c1"])
         total_count = sum(r["overhead_metric"]["count"] for r in runs[side]["c1"])
         metric_mean_us = 1e6 * total_sum / total_count if total_count else float("nan")
@@ -1691,6 +1839,12 @@ def main() -> int:
         "vs_proxy": compare_sides(runs, summary, "proxy_2dep", "proxy"),
         "routing": {k: v for k, v in res["two_deployments"].items() if k != "settings"},
     }
+    # The keyed gateway against the open one: what authentication, the limits, the budget and
+    # the price cost a request.
+    summary["keys"] = {
+        "vs_proxy": compare_sides(runs, summary, "proxy_keys", "proxy"),
+        "limits": {k: v for k, v in res["keys"].items() if k != "settings"},
+    }
     if "proxy_baseline" in runs:
         summary["baseline"] = {
             **{k: res["params"]["baseline"].get(k, "?") for k in ("rev", "commit", "short", "subject", "running_revision")},
@@ -1714,13 +1868,14 @@ def main() -> int:
 
     report = build_report(res)
     print(report)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = QUICK_RESULTS if args.quick else RESULTS
+    out.mkdir(parents=True, exist_ok=True)
     stamp = res["date"].replace("-", "").replace(":", "")
     text = json.dumps(res, indent=1, sort_keys=False, allow_nan=True)
-    (RESULTS / f"{stamp}.json").write_text(text + "\n")
-    (RESULTS / "latest.json").write_text(text + "\n")
-    (RESULTS / "latest.md").write_text(report)
-    log(f"wrote bench/results/{stamp}.json, latest.json, latest.md in {res['elapsed_s']:.0f} s")
+    (out / f"{stamp}.json").write_text(text + "\n")
+    (out / "latest.json").write_text(text + "\n")
+    (out / "latest.md").write_text(report)
+    log(f"wrote {out.relative_to(ROOT)}/{stamp}.json, latest.json, latest.md in {res['elapsed_s']:.0f} s")
     return 0
 
 
