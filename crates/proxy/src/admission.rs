@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use actix_web::HttpRequest;
 use actix_web::http::header::{AUTHORIZATION, HeaderName, HeaderValue, RETRY_AFTER};
-use mcp_core::limits::{Admitted, Headroom, KeyId, LimitKind, Refused, Scope, Window};
+use mcp_core::limits::{Admitted, Headroom, KeyId, LimitKind, Refused, Scope};
 use mcp_core::{ErrorType, ModelId};
 
 use crate::error::ApiError;
