@@ -92,6 +92,14 @@ impl Spend {
         }
     }
 
+    /// What the shared store says is left of the current period's budget.
+    pub(crate) fn mirror(&mut self, remaining_usd: f64, now: SystemTime) {
+        self.roll(now);
+        if remaining_usd.is_finite() {
+            self.spent_usd = (self.limit_usd - remaining_usd).max(0.0);
+        }
+    }
+
     pub(crate) fn remaining(&mut self, now: SystemTime) -> f64 {
         self.roll(now);
         (self.limit_usd - self.spent_usd).max(0.0)

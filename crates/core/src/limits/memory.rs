@@ -141,6 +141,21 @@ impl MemoryLimiter {
         }
     }
 
+    /// Takes the shared store's word for what is left of `key`'s budget, so that a decision
+    /// made here while the store cannot be asked starts from the whole gateway's spend.
+    pub(crate) fn mirror_spend(&self, key: KeyId, remaining_usd: f64) {
+        if let Some(spend) = &self.keys[key.index()].spend {
+            lock(spend).mirror(remaining_usd, self.clock.wall());
+        }
+    }
+
+    /// Adds to what `key` has spent here.
+    pub(crate) fn charge(&self, key: KeyId, usd: f64) {
+        if let Some(spend) = &self.keys[key.index()].spend {
+            lock(spend).spend(usd, self.clock.wall());
+        }
+    }
+
     pub(crate) fn decide(&self, key: Option<KeyId>, tokens: u64) -> Result<Admitted, Refused> {
         let now = self.clock.now();
         let state = key.map(|k| &self.keys[k.index()]);

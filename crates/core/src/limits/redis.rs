@@ -54,8 +54,12 @@ pub struct RedisLimiter {
     options: RedisOptions,
     keys: Vec<KeyLimits>,
     global: Quota,
-    /// Decides when Redis cannot (fail-open), with the configured share of each limit.
+    /// Decides when Redis cannot (fail-open), with the configured share of each limit; its
+    /// budgets mirror the shared spend, as last read, plus what was spent here since.
     fallback: MemoryLimiter,
+    /// By `KeyId`: spend not yet written to Redis (settled while it could not be asked),
+    /// added to the key's next settlement that reaches it.
+    owed: Mutex<Vec<f64>>,
     /// `metrics.state`: errors, time and reachability of the store.
     metrics: Arc<Metrics>,
 }
@@ -106,6 +110,17 @@ impl RedisLimiter {
             clock,
             previous.map(|p| &p.fallback),
         );
+        let owed = keys
+            .iter()
+            .map(|k| {
+                previous
+                    .and_then(|p| {
+                        let i = p.keys.iter().position(|old| old.name == k.name)?;
+                        lock(&p.owed).get(i).copied()
+                    })
+                    .unwrap_or(0.0)
+            })
+            .collect();
         let reuse = previous.filter(|p| p.options.url == options.url);
         let (client, connection, connecting) = match reuse {
             Some(p) => (
@@ -128,6 +143,7 @@ impl RedisLimiter {
             keys: keys.to_vec(),
             global,
             fallback,
+            owed: Mutex::new(owed),
             metrics,
         };
         limiter.connect_in_background();
@@ -329,12 +345,28 @@ impl RedisLimiter {
                 ticket: fastrand::u128(..),
                 local: false,
             })),
-            1 => refused(LimitKind::Budget, key_scope),
+            1 => {
+                if let Some(k) = key {
+                    self.fallback.mirror_spend(k, 0.0);
+                }
+                refused(LimitKind::Budget, key_scope)
+            }
             2 => refused(LimitKind::Tokens, key_scope),
             3 => refused(LimitKind::Tokens, Scope::Global),
             4 => refused(LimitKind::Requests, key_scope),
             5 => refused(LimitKind::Requests, Scope::Global),
             _ => Err(()),
+        }
+    }
+
+    /// Spend settled without Redis: owed to it, and counted by the fallback's budgets (a
+    /// local admission's settlement charges the fallback itself).
+    fn owe(&self, key: Option<KeyId>, cost_usd: f64) {
+        let Some(k) = key else {
+            return;
+        };
+        if cost_usd.is_finite() && cost_usd > 0.0 {
+            lock(&self.owed)[k.index()] += cost_usd;
         }
     }
 
@@ -385,11 +417,14 @@ impl Limiter for Arc<RedisLimiter> {
         let this = Arc::clone(self);
         Box::pin(async move {
             if admitted.local {
+                this.owe(key, cost_usd);
                 return this
                     .fallback
                     .settle(key, admitted, used_tokens, cost_usd)
                     .await;
             }
+            // Spend that could not be written before goes with this settlement.
+            let owed = key.map_or(0.0, |k| std::mem::take(&mut lock(&this.owed)[k.index()]));
             let names = this.names(key);
             let (quota, budget) = this.key_limits(key);
             let (usd, period) = budget.unwrap_or((0.0, BudgetPeriod::Day));
@@ -401,17 +436,29 @@ impl Limiter for Arc<RedisLimiter> {
                 used_tokens.to_string(),
                 limit(quota.tokens_per_minute),
                 limit(this.global.tokens_per_minute),
-                cost_usd.to_string(),
+                (cost_usd + owed).to_string(),
                 usd.to_string(),
                 period_name(period).to_owned(),
             ];
             // A settlement is worth a second try: the ticket makes a repeated one harmless.
             for _ in 0..2 {
                 if let Ok(value) = this.call(Op::Settle, &keys, &args).await {
-                    return remaining(&value);
+                    let left = remaining(&value);
+                    if let (Some(k), Some(left)) = (key, left) {
+                        this.fallback.mirror_spend(k, left);
+                    }
+                    return left;
                 }
             }
-            tracing::warn!("a settlement could not be written to the shared state store");
+            tracing::warn!(
+                "a settlement could not be written to the shared state store; its spend is \
+                 kept for the next one"
+            );
+            if let Some(k) = key {
+                lock(&this.owed)[k.index()] += owed;
+                this.fallback.charge(k, cost_usd);
+            }
+            this.owe(key, cost_usd);
             None
         })
     }
@@ -424,7 +471,13 @@ impl Limiter for Arc<RedisLimiter> {
             let keys = [this.names(Some(key)).spend];
             let args = [usd.to_string(), period_name(period).to_owned()];
             match this.call(Op::Budget, &keys, &args).await {
-                Ok(value) => remaining(&value),
+                Ok(value) => {
+                    let left = remaining(&value);
+                    if let Some(left) = left {
+                        this.fallback.mirror_spend(key, left);
+                    }
+                    left
+                }
                 Err(_) => this.fallback.budget_remaining(key).await,
             }
         })

@@ -3,7 +3,7 @@
 //! limits), or `_all` for every key when the operator turns per-key series off.
 
 use prometheus::{
-    CounterVec, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
+    CounterVec, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
 };
 
 use super::{Indexed, LabelSets, NAMESPACE, Registrar, label_values};
@@ -148,7 +148,9 @@ pub const STATE_BUCKETS: &[f64] = &[
 pub struct StateMetrics {
     errors: Indexed<IntCounterVec, 1>,
     duration: Indexed<HistogramVec, 1>,
-    up: IntGauge,
+    /// No labels, but a vector so that it has no series until a store is asked: absent with
+    /// the in-process state, rather than a 0 that reads as an outage.
+    up: IntGaugeVec,
 }
 
 impl StateMetrics {
@@ -171,13 +173,14 @@ impl StateMetrics {
             .buckets(STATE_BUCKETS.to_vec()),
             &["op"],
         )?)?;
-        let up = reg.add(IntGauge::with_opts(
+        let up = reg.add(IntGaugeVec::new(
             Opts::new(
                 "state_backend_up",
                 "1 while the shared state store answers, 0 once it has failed to; absent \
                  with the in-process state.",
             )
             .namespace(NAMESPACE),
+            &[],
         )?)?;
         let ops = label_values(STATE_OPS);
         let metrics = Self {
@@ -206,6 +209,6 @@ impl StateMetrics {
     }
 
     pub fn set_up(&self, up: bool) {
-        self.up.set(i64::from(up));
+        self.up.with_label_values(&[] as &[&str]).set(i64::from(up));
     }
 }

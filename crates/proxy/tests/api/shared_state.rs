@@ -263,3 +263,152 @@ async fn without_redis_the_gateways_serve_on_their_share_and_share_again_once_it
         "{passed} passed once shared again"
     );
 }
+
+/// Sends one command to the Redis on `port` and returns its reply's first line; waits as
+/// long as Redis does (a `CLIENT PAUSE` holds it).
+fn redis_command(port: u16, args: &[&str]) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("Redis listens");
+    let mut command = format!("*{}\r\n", args.len());
+    for arg in args {
+        command.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    stream.write_all(command.as_bytes()).expect("sent");
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .expect("a reply");
+    line.trim_end().to_owned()
+}
+
+/// Answers every gateway's requests through `app` until one is refused; returns how many
+/// passed.
+async fn until_refused(app: &TestApp) -> u32 {
+    let mut passed = 0;
+    loop {
+        let response = chat(app).await;
+        if response.status() != 200 {
+            assert_eq!(response.status(), 429);
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "insufficient_quota", "{body}");
+            return passed;
+        }
+        passed += 1;
+        assert!(passed < 100, "the budget never ran out");
+    }
+}
+
+#[tokio::test]
+async fn while_redis_cannot_answer_budgets_start_from_the_shared_spend_and_what_is_spent_reaches_it_later()
+ {
+    let redis = Redis::start().await;
+    // What one request costs, from a gateway of its own.
+    let probe = gateway(
+        &redis,
+        &unique("probe"),
+        key(LimitSettings::default(), None),
+        OnErrorSetting::FailOpen,
+    )
+    .await;
+    assert_eq!(chat(&probe).await.status(), 200);
+    let cost = probe.scrape().await.get("mcp_server_cost_usd_total", &[]);
+    assert!(cost > 0.0, "the fixture's usage is priced");
+    let budget = Some(KeyBudgetSettings {
+        usd: 4.5 * cost,
+        period: BudgetPeriod::Day,
+    });
+    let prefix = unique("owed");
+    let a = gateway(
+        &redis,
+        &prefix,
+        key(LimitSettings::default(), budget),
+        OnErrorSetting::FailOpen,
+    )
+    .await;
+
+    // Redis holds every command for 1.5 s: two requests are decided and settled in the
+    // process (each admission times out after 200 ms).
+    assert_eq!(
+        redis_command(redis.port, &["CLIENT", "PAUSE", "1500", "ALL"]),
+        "+OK"
+    );
+    for _ in 0..2 {
+        assert_eq!(chat(&a).await.status(), 200);
+    }
+    let m = a.scrape().await;
+    assert!(m.get("mcp_server_state_backend_errors_total", &[("op", "admit")]) >= 2.0);
+    // Once Redis answers again, the next settlement carries the two with it: three spent.
+    let port = redis.port;
+    assert_eq!(
+        tokio::task::spawn_blocking(move || redis_command(port, &["PING"]))
+            .await
+            .unwrap(),
+        "+PONG"
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "a request is settled in Redis",
+        || async {
+            chat(&a).await.status() == 200
+                && a.scrape().await.get(
+                    "mcp_server_state_backend_duration_seconds_count",
+                    &[("op", "settle")],
+                ) >= 1.0
+        },
+    )
+    .await;
+    // A gateway started now finds 3 (or 4, had the wait needed two) of 4.5 spent.
+    let b = gateway(
+        &redis,
+        &prefix,
+        key(LimitSettings::default(), budget),
+        OnErrorSetting::FailOpen,
+    )
+    .await;
+    let passed = until_refused(&b).await;
+    assert!(
+        passed <= 2,
+        "{passed} passed: the spend settled without Redis was not written to it"
+    );
+
+    // The budget is spent, and `a` hears it from Redis. Redis pauses again: `a` decides
+    // alone, from the spend it last read from Redis, and still refuses.
+    assert_eq!(chat(&a).await.status(), 429);
+    assert_eq!(
+        redis_command(redis.port, &["CLIENT", "PAUSE", "1000", "ALL"]),
+        "+OK"
+    );
+    let refused = chat(&a).await;
+    assert_eq!(
+        refused.status(),
+        429,
+        "a spent key is served while Redis is away"
+    );
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "insufficient_quota", "{body}");
+    let errors = a
+        .scrape()
+        .await
+        .get("mcp_server_state_backend_errors_total", &[("op", "admit")]);
+    assert!(
+        errors >= 3.0,
+        "decided without Redis: {errors} admission errors"
+    );
+}
+
+#[tokio::test]
+async fn the_store_gauge_exists_only_where_a_store_is_used() {
+    let memory = spawn(Spawn::default()).await;
+    let m = memory.scrape().await;
+    assert_eq!(m.sum("mcp_server_state_backend_up", &[]), None, "{}", m.text);
+    let redis = Redis::start().await;
+    let shared = gateway(
+        &redis,
+        &unique("gauge"),
+        key(LimitSettings::default(), None),
+        OnErrorSetting::FailOpen,
+    )
+    .await;
+    let m = shared.scrape().await;
+    assert_eq!(m.sum("mcp_server_state_backend_up", &[]), Some(1.0));
+}
