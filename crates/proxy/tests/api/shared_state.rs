@@ -400,7 +400,12 @@ async fn while_redis_cannot_answer_budgets_start_from_the_shared_spend_and_what_
 async fn the_store_gauge_exists_only_where_a_store_is_used() {
     let memory = spawn(Spawn::default()).await;
     let m = memory.scrape().await;
-    assert_eq!(m.sum("mcp_server_state_backend_up", &[]), None, "{}", m.text);
+    assert_eq!(
+        m.sum("mcp_server_state_backend_up", &[]),
+        None,
+        "{}",
+        m.text
+    );
     let redis = Redis::start().await;
     let shared = gateway(
         &redis,
