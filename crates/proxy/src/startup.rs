@@ -279,9 +279,13 @@ impl Application {
 }
 
 /// Keeps each key's budget gauge true when no request settles: a new period starts the
-/// budget again whether or not the key is used.
+/// budget again whether or not the key is used. The first refresh comes a second after the
+/// start, once a shared store's connection is made.
 async fn refresh_budgets(gateway: Arc<Gateway>) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(30));
+    let mut ticks = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(1),
+        Duration::from_secs(30),
+    );
     loop {
         ticks.tick().await;
         gateway.current().refresh_budget_gauges().await;

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 
@@ -370,6 +371,11 @@ impl RedisLimiter {
         }
     }
 
+    /// What is left of `key`'s budget as this replica last heard it, without asking Redis.
+    pub fn budget_remaining_known(&self, key: KeyId) -> Option<f64> {
+        self.fallback.budget_remaining(key).now_or_never().flatten()
+    }
+
     /// The answer when Redis cannot be asked.
     fn without_redis(&self, key: Option<KeyId>, tokens: u64) -> Result<Admitted, Refused> {
         match self.options.on_error {
@@ -398,12 +404,25 @@ struct Names {
 
 impl Limiter for Arc<RedisLimiter> {
     fn admit(&self, key: Option<KeyId>, tokens: u64) -> LimitFuture<Result<Admitted, Refused>> {
+        // The decision runs on a task of its own: a client that leaves while it is on its
+        // way to Redis drops the request, but the script still reserves its tokens there,
+        // and the task gives them back.
         let this = Arc::clone(self);
-        Box::pin(async move {
-            match this.admit_shared(key, tokens).await {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let decided = match this.admit_shared(key, tokens).await {
                 Ok(decided) => decided,
                 Err(()) => this.without_redis(key, tokens),
+            };
+            if let Err(Ok(orphan)) = sender.send(decided) {
+                this.settle(key, orphan, 0, 0.0).await;
             }
+        });
+        let this = Arc::clone(self);
+        Box::pin(async move {
+            receiver
+                .await
+                .unwrap_or_else(|_| this.without_redis(key, tokens))
         })
     }
 

@@ -20,7 +20,7 @@ use mcp_core::upstream::{UpstreamClient, UpstreamHealth, UpstreamId, UpstreamOpt
 use secrecy::ExposeSecret;
 
 use futures_util::FutureExt;
-use mcp_core::limits::{KeyId, MemoryLimiter, OnError, Quota, RedisLimiter, RedisOptions};
+use mcp_core::limits::{KeyId, Limiter, MemoryLimiter, OnError, Quota, RedisLimiter, RedisOptions};
 
 use super::{AppState, Gates, Limits, Upstream};
 use crate::admission::Gate;
@@ -273,12 +273,15 @@ impl AppState {
                 continue;
             };
             let id = KeyId::from_index(i);
-            let remaining = limiter
-                .get()
-                .budget_remaining(id)
-                .now_or_never()
-                .flatten()
-                .unwrap_or(budget.usd);
+            // Redis is not asked here: the connection is still being made (the first
+            // refresh asks it).
+            let remaining = match &limiter {
+                Limits::Memory(memory) => Limiter::budget_remaining(&**memory, id)
+                    .now_or_never()
+                    .flatten(),
+                Limits::Redis(redis) => redis.budget_remaining_known(id),
+            }
+            .unwrap_or(budget.usd);
             metrics.keys.set_budget(i, budget.usd, remaining);
         }
         Ok(AppState {

@@ -76,19 +76,29 @@ fn key(limits: LimitSettings, budget: Option<KeyBudgetSettings>) -> KeyEntry {
     }
 }
 
-/// A gateway keeping its limits in `redis`, under `prefix`.
+/// A gateway keeping its limits in `redis`, under `prefix`, waiting 200 ms for it.
 async fn gateway(
     redis: &Redis,
     prefix: &str,
     entry: KeyEntry,
     on_error: OnErrorSetting,
 ) -> TestApp {
+    gateway_waiting(redis, prefix, entry, on_error, 200).await
+}
+
+async fn gateway_waiting(
+    redis: &Redis,
+    prefix: &str,
+    entry: KeyEntry,
+    on_error: OnErrorSetting,
+    timeout_ms: u64,
+) -> TestApp {
     let mut options = Spawn::default();
     options.settings.keys = vec![entry];
     options.settings.state.backend = StateBackend::Redis;
     options.settings.state.redis.key_prefix = prefix.into();
     options.settings.state.redis.on_error = on_error;
-    options.settings.state.redis.timeout_ms = 200;
+    options.settings.state.redis.timeout_ms = timeout_ms;
     let mut secrets = Secrets::default();
     secrets.redis_url = Some(redis.url().into());
     options.secrets = secrets;
@@ -407,13 +417,97 @@ async fn the_store_gauge_exists_only_where_a_store_is_used() {
         m.text
     );
     let redis = Redis::start().await;
+    let budget = Some(KeyBudgetSettings {
+        usd: 1.0,
+        period: BudgetPeriod::Day,
+    });
     let shared = gateway(
         &redis,
         &unique("gauge"),
-        key(LimitSettings::default(), None),
+        key(LimitSettings::default(), budget),
         OnErrorSetting::FailOpen,
+    )
+    .await;
+    // The first budget refresh, a second after the start, asks Redis once it is reached:
+    // starting up counts no error.
+    wait_until(
+        Duration::from_secs(10),
+        "the first budget refresh",
+        || async {
+            shared.scrape().await.get(
+                "mcp_server_state_backend_duration_seconds_count",
+                &[("op", "budget")],
+            ) >= 1.0
+        },
     )
     .await;
     let m = shared.scrape().await;
     assert_eq!(m.sum("mcp_server_state_backend_up", &[]), Some(1.0));
+    assert_eq!(m.get("mcp_server_state_backend_errors_total", &[]), 0.0);
+}
+
+#[tokio::test]
+async fn a_client_leaving_while_its_decision_is_in_redis_leaves_no_reservation_behind() {
+    let redis = Redis::start().await;
+    let limits = LimitSettings {
+        tokens_per_minute: Some(60_000),
+        ..LimitSettings::default()
+    };
+    // Redis is given long enough that the decision below never times out.
+    let app = gateway_waiting(
+        &redis,
+        &unique("orphan"),
+        key(limits, None),
+        OnErrorSetting::FailOpen,
+        5_000,
+    )
+    .await;
+    let remaining = || async {
+        let mut body = chat_body(CHAT_MODEL);
+        body["max_tokens"] = 1.into();
+        let response = app
+            .client
+            .post(app.url("/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+            .await
+            .expect("the gateway answers");
+        assert_eq!(response.status(), 200);
+        response.headers()["x-ratelimit-remaining-tokens"]
+            .to_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+    };
+    let before = remaining().await;
+    // Redis holds commands for 500 ms; the client reserving 30,000 tokens leaves after
+    // 50 ms, while its decision waits in Redis.
+    assert_eq!(
+        redis_command(redis.port, &["CLIENT", "PAUSE", "500", "ALL"]),
+        "+OK"
+    );
+    let mut body = chat_body(CHAT_MODEL);
+    body["max_tokens"] = 30_000.into();
+    let left = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .timeout(Duration::from_millis(50))
+        .json(&body)
+        .send()
+        .await;
+    assert!(left.is_err(), "the client left before the answer");
+    let port = redis.port;
+    tokio::task::spawn_blocking(move || redis_command(port, &["PING"]))
+        .await
+        .unwrap();
+    // The script ran once Redis resumed and reserved 30,000; the reservation comes back at
+    // once (the bucket itself refills only 1,000 a second).
+    wait_until(
+        Duration::from_secs(2),
+        "the reservation is given back",
+        || async { remaining().await > before - 5_000 },
+    )
+    .await;
 }
