@@ -2,8 +2,9 @@
 -- results as one JSON line (prefixed BENCH_JSON) for bench/run.py to parse.
 --
 -- BENCH_STREAM=1 adds "stream": true (for the streaming throughput sanity run).
--- BENCH_AUTH=<key> adds `Authorization: Bearer <key>` (the "keys and limits on" gateway); unset
--- or empty, no such header, so every other side gets exactly the request it always got.
+-- BENCH_AUTH=<key> adds `Authorization: Bearer <key>` (the "keys and limits on" gateway, in the
+-- process and in Redis); unset or empty, no such header, so every other side gets exactly the
+-- request it always got.
 -- Latencies from wrk are in microseconds. errors.status counts answers with status >= 400.
 -- No response() hook on purpose: defining one makes wrk parse every response (slower client).
 

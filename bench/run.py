@@ -4,24 +4,27 @@
 One entry point (`make bench`, or `python3 bench/run.py`). Python 3.11 standard library only.
 
 What it does, in order:
-  1. installs wrk and nginx-light with apt when missing; builds the release binaries; with
+  1. installs wrk, nginx-light and redis-server with apt when missing; builds the release binaries; with
      --baseline-rev REV, also mcp-proxy at REV (bench/baseline.py; reused when already built);
-  2. starts, on CPU 1: nginx serving the fixture bodies (bench/nginx.conf) and the mock upstream
-     streaming the stream fixture at a fixed cadence; on CPU 0: the gateways under test
-     (one worker thread each): log level warn, log level info (access log on), one with two
-     upstreams and a model deployed on both (bench/gateway-two-deployments.yaml, via
-     bench/routing.py), one with a client key, limits, a budget and a price
-     (bench/gateway-keys.yaml, via bench/keys.py), the baseline build when asked for, and three more for
+  2. starts, on CPU 1: nginx serving the fixture bodies (bench/nginx.conf), the mock upstream
+     streaming the stream fixture at a fixed cadence, and a redis-server (nothing saved); on
+     CPU 0: the gateways under test (one worker thread each): log level warn, log level info
+     (access log on), one with two upstreams and a model deployed on both
+     (bench/gateway-two-deployments.yaml, via bench/routing.py), one with a client key, limits, a
+     budget and a price (bench/gateway-keys.yaml, via bench/keys.py), the same with its limits in
+     that Redis (via bench/state_redis.py), the baseline build when asked for, and three more for
      the streaming runs (in front of the mock, of bench/sse_upstream.py, of nginx's SSE body),
      and the reference: a second nginx as a reverse proxy (bench/nginx-proxy.conf, one worker,
      keep-alive upstream pool) in front of the same upstreams.
      wrk, the reference SSE upstream and this script's own client run on CPU 1 too;
   3. non-streaming chat completions, wrk at 1 and 64 connections, direct to nginx vs through the
-     gateways (warn, info, two deployments, keys and limits on, the baseline build) vs through
-     nginx as a reverse proxy, interleaved, repeated, medians reported; the CPU time of the proxy
-     under test (/proc/PID/stat) and, for the gateways, mcp_server_overhead_seconds (/metrics)
-     around every measured run; the two-deployment gateway's attempt counters and the keyed
-     gateway's limit and key counters (/metrics) around all their runs;
+     gateways (warn, info, two deployments, keys and limits on, keys and limits in Redis, the
+     baseline build) vs through nginx as a reverse proxy, interleaved, repeated, medians
+     reported; the CPU time of the proxy under test (/proc/PID/stat; with Redis, redis-server's
+     too) and, for the gateways, mcp_server_overhead_seconds (/metrics) around every measured
+     run; the two-deployment gateway's attempt counters and the keyed gateways' limit and key
+     counters (/metrics), and the Redis one's state backend metrics and Redis's own script
+     count, around all their runs (a Redis row with any state backend error fails the run);
   4. streaming: time to first content token and to [DONE], direct to the upstream vs through the
      gateway, for the mock and for the reference upstream (TCP_NODELAY; also through nginx as a
      reverse proxy), sequentially and 8 at a time, requests interleaved;
@@ -58,6 +61,7 @@ from pathlib import Path
 import baseline  # bench/baseline.py: --baseline-rev, the other revision's build
 import keys as bench_keys  # bench/keys.py: the keyed gateway's settings, key and scrape check
 import routing  # bench/routing.py: the two-deployment gateway's settings and scrape check
+import state_redis  # bench/state_redis.py: the keyed gateway with its limits in Redis, and its check
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -80,6 +84,7 @@ TARGET_CPU_US = 30.0
 TARGET_RSS_MB = 30.0
 TARGET_TTFT_P99_ADDED_MS = 1.0
 TARGET_KEYS_CPU_RATIO = 1.10  # keys and limits on: CPU per request within 10 % of the open gateway's
+TARGET_REDIS_ADDED_P50_US = 150.0  # keys and limits in Redis: 1 conn p50 at most this above in-process keys
 STALL_US = 20_000  # a wrk latency this long is a stall of the machine, not queueing
 
 STREAM_BODY = {
@@ -611,7 +616,10 @@ def med(values: list[float]) -> float:
 
 def ensure_tools(install: bool) -> None:
     os.environ["PATH"] = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
-    missing = [pkg for binary, pkg in (("wrk", "wrk"), ("nginx", "nginx-light"), ("taskset", "util-linux"), ("chrt", "util-linux")) if not shutil.which(binary)]
+    missing = [pkg for binary, pkg in (
+        ("wrk", "wrk"), ("nginx", "nginx-light"), ("redis-server", "redis-server"), ("taskset", "util-linux"),
+        ("chrt", "util-linux"),
+    ) if not shutil.which(binary)]
     missing = list(dict.fromkeys(missing))
     if not missing:
         return
@@ -801,14 +809,17 @@ def start_ref_upstream(procs: Processes, tmp: Path, ttft_ms: int, interval_ms: i
 
 def start_proxy(
     procs: Processes, tmp: Path, name: str, upstream: str | None, level: str,
-    binary: Path = PROXY_BIN, config: Path | None = None,
+    binary: Path = PROXY_BIN, config: Path | None = None, extra_env: dict[str, str] | None = None,
 ) -> tuple[int, subprocess.Popen, Path]:
     """A gateway on CPU 0 with one worker: `--upstream` (the single-upstream form) or `--config`
-    (a settings file with an `upstreams` list); `binary` is the current build or the baseline's."""
+    (a settings file with an `upstreams` list); `binary` is the current build or the baseline's;
+    `extra_env`: more settings from the environment (the Redis state backend)."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not (k.startswith("MCP_") or k in ("RUST_LOG", "OPENAI_API_KEY"))}
+    env = {k: v for k, v in os.environ.items()
+           if not (k.startswith("MCP_") or k in ("RUST_LOG", "OPENAI_API_KEY", state_redis.URL_ENV))}
     env["MCP__SERVER__WORKERS"] = "1"
     env["MCP__LOG__LEVEL"] = level
+    env.update(extra_env or {})
     log_path = tmp / f"{name}.log"
     argv = ["taskset", "-c", str(PROXY_CPU), str(binary), "--listen", f"127.0.0.1:{port}"]
     if config:
@@ -818,6 +829,51 @@ def start_proxy(
     proc = procs.start(name, argv, env=env, log_path=log_path)
     wait_healthy(name, proc, port, "/health", log_path)
     return port, proc, log_path
+
+
+def start_redis(procs: Processes, tmp: Path) -> tuple[int, subprocess.Popen]:
+    """redis-server for the "keys and limits in Redis" gateway, on the load CPU like the other
+    helpers, on a free loopback port, nothing saved to disk; ready once it answers PING."""
+    port = free_port()
+    workdir = tmp / "redis"
+    workdir.mkdir()
+    log_path = tmp / "redis.log"
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    proc = procs.start(
+        "redis-server", ["taskset", "-c", str(LOAD_CPU), *state_redis.server_argv(binary, port, workdir)], log_path=log_path,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if state_redis.command(port, "PING", timeout=0.5) == "PONG":
+                return port, proc
+        except (OSError, RuntimeError):
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
+            raise RuntimeError(f"redis-server did not answer PING on 127.0.0.1:{port}\n{tail}")
+        time.sleep(0.05)
+
+
+def redis_script_calls(port: int) -> dict[str, int]:
+    """Redis's own count of the script calls it ran (INFO commandstats)."""
+    return state_redis.script_calls(state_redis.parse_info(state_redis.command(port, "INFO", "commandstats")))
+
+
+def wait_state_backend_up(name: str, port: int, timeout: float = 10) -> dict:
+    """The gateway connects to Redis in the background after it starts: waits (before any
+    request, which would otherwise be decided in the process) until mcp_server_state_backend_up
+    is 1, and returns that scrape."""
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = scrape(port)
+        up = [v for (n, _), v in samples.items() if n == state_redis.UP]
+        if up and up[0] == 1:
+            return samples
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name}: {state_redis.UP} is {up[0] if up else 'absent'} after {timeout:.0f} s: "
+                               "the gateway is not running its limits in Redis")
+        time.sleep(0.05)
 
 
 def start_forwarder(procs: Processes, tmp: Path, upstream_root: str) -> tuple[int, subprocess.Popen]:
@@ -928,6 +984,7 @@ def machine_info() -> dict:
         "kernel": os.uname().release,
         "nginx": version([shutil.which("nginx") or "/usr/sbin/nginx", "-v"]),
         "wrk": version(["wrk", "-v"]).split(" Copyright")[0],
+        "redis": " ".join(version([shutil.which("redis-server") or "redis-server", "--version"]).split()[:3]),
         "rustc": version(["rustc", "-V"]),
         "python": sys.version.split()[0],
         "git_rev": rev + ("-dirty" if dirty else ""),
@@ -983,7 +1040,8 @@ def verdict(ok: bool | str | None) -> str:
 
 SIDE_LABELS = {
     "direct": "direct", "nginx_proxy": "nginx proxy", "proxy_baseline": "baseline", "proxy": "proxy",
-    "proxy_2dep": "two deployments", "proxy_keys": "keys and limits on", "proxy_log": "proxy+access log",
+    "proxy_2dep": "two deployments", "proxy_keys": "keys and limits on", "proxy_redis": "keys and limits in Redis",
+    "proxy_log": "proxy+access log",
     "forwarder": "bare forwarder",
 }
 
@@ -1008,10 +1066,10 @@ def build_report(res: dict) -> str:
     L.append(f"- machine: {m['nproc']} CPUs, {m['cpu_model']}, {m['threads_per_core']} thread(s) per core, Linux {m['kernel']}")
     L.append(
         f"- pinning: gateway and the reference nginx reverse proxy on CPU {PROXY_CPU} (taskset -c {PROXY_CPU}, 1 worker each); "
-        f"wrk, the upstream nginx, mock upstream and the streaming client on CPU {LOAD_CPU} (taskset -c {LOAD_CPU}); "
+        f"wrk, the upstream nginx, mock upstream, redis-server and the streaming client on CPU {LOAD_CPU} (taskset -c {LOAD_CPU}); "
         f"checked per thread: {res['pinning_check']}"
     )
-    L.append(f"- tools: {m['nginx']}; {m['wrk']}; python {m['python']}")
+    L.append(f"- tools: {m['nginx']}; {m['wrk']}; " + (f"{m['redis']}; " if "redis" in m else "") + f"python {m['python']}")
     p = res["params"]
     order = ", ".join(SIDE_LABELS.get(side, side) for side in res.get("side_order", ("direct", "nginx_proxy", "proxy", "proxy_log", "forwarder")))
     L.append(
@@ -1202,6 +1260,7 @@ def build_report(res: dict) -> str:
     L.append("")
     report_routing_and_baseline(L, s, p99)
     report_keys(L, s, p99)
+    report_redis(L, s, p99)
     if stalls:
         stalled_runs = []
         for side, by_conc in res["wrk_runs"].items():
@@ -1401,14 +1460,136 @@ def report_keys(L: list[str], s: dict, p99) -> None:
     L.append("")
 
 
+def report_redis(L: list[str], s: dict, p99) -> None:
+    """The keyed gateway with its limits in Redis against the same in the process and against the
+    open gateway; its CPU per request with redis-server's. `p99` formats a p99 cell and notes a
+    stalled run."""
+    rd = s.get("redis")
+    if not rd:
+        return  # a result from before this section existed
+    d, w, k, r = s["direct"], s["proxy"], s["proxy_keys"], s["proxy_redis"]
+    ck, cw, st, lim = rd["vs_keys"], rd["vs_proxy"], rd["state"], rd["limits"]
+
+    def mark(*xs) -> str:
+        return " †" if any(x.get("stalled") for x in xs) else ""
+
+    def rps(x: dict) -> str:
+        return f"{fmt(x['c64']['rps'])} ({x['c64']['rps'] / d['c64']['rps']:.2f}x)"
+
+    def ratios(c: dict, name: str) -> str:
+        return f"{c[name]:.2f}x{ratio_spread(c[name + '_per_rep'])}"
+
+    L.append(
+        f"**Keys and limits in Redis** (one worker on CPU {PROXY_CPU}; redis-server {st['redis_server']['version']} on "
+        f"CPU {LOAD_CPU} with wrk and the upstream, `--save \"\" --appendonly no`, on loopback; interleaved with the runs "
+        "above, next to *keys and limits on*): the same gateway and the same bench/gateway-keys.yaml as *keys and limits "
+        "on*, plus `MCP__STATE__BACKEND=redis` and `REDIS_URL`, `state.redis` otherwise at its defaults (timeout 50 ms, "
+        "`fail_open`). Each request's limiter decision is one script call to Redis, on the request's path, and its "
+        "settlement another, after the answer. CPU per request is the gateway's, redis-server's, and the two together "
+        "(the Redis CPU is a cost of this configuration too); ratios of the sum are to the other gateway's own CPU. "
+        "Ratios are of the medians; per repetition, the same ratio within each repetition."
+    )
+    L.append("")
+    L.append("| measurement | proxy (open) | keys and limits on (in process) | keys and limits in Redis | "
+             "Redis vs in process | Redis vs proxy | target | met? |")
+    L.append("|---|---:|---:|---:|---:|---:|---|---|")
+
+    def line(name: str, pw: str, pk: str, pr: str, vk: str = "", vw: str = "", target: str = "", ok=None) -> None:
+        L.append(f"| {name} | {pw} | {pk} | {pr} | {vk} | {vw} | {target} | {verdict(ok) if target else ''} |")
+
+    line("64 conn: requests/s (ratio to direct)", rps(w), rps(k), rps(r), ratios(ck, "rps_ratio_c64"), ratios(cw, "rps_ratio_c64"))
+    line("CPU per request, 64 conn: gateway (µs)", fmt(w["cpu_us_per_req_c64"], 1), fmt(k["cpu_us_per_req_c64"], 1),
+         fmt(r["cpu_us_per_req_c64"], 1), ratios(ck, "cpu_ratio_c64"), ratios(cw, "cpu_ratio_c64"))
+    line("CPU per request, 64 conn: redis-server (µs)", "", "", fmt(r["redis_cpu_us_per_req_c64"], 1))
+    line("CPU per request, 64 conn: gateway + redis-server (µs)", fmt(w["cpu_us_per_req_c64"], 1),
+         fmt(k["cpu_us_per_req_c64"], 1), f"**{fmt(r['total_cpu_us_per_req_c64'], 1)}**",
+         ratios(ck, "total_cpu_ratio_c64"), ratios(cw, "total_cpu_ratio_c64"))
+    line("CPU per request, 1 conn: gateway + redis-server (µs; gateway / redis-server)", fmt(w["cpu_us_per_req_c1"], 1),
+         fmt(k["cpu_us_per_req_c1"], 1),
+         f"{fmt(r['total_cpu_us_per_req_c1'], 1)} ({fmt(r['cpu_us_per_req_c1'], 1)} / {fmt(r['redis_cpu_us_per_req_c1'], 1)})",
+         ratios(ck, "total_cpu_ratio_c1"), ratios(cw, "total_cpu_ratio_c1"))
+    line("1 conn: added latency p50 (µs)", signed(w["c1"]["p50"] - d["c1"]["p50"]), signed(k["c1"]["p50"] - d["c1"]["p50"]),
+         signed(r["c1"]["p50"] - d["c1"]["p50"]), signed(ck["p50_diff_us_c1"]), signed(cw["p50_diff_us_c1"]),
+         f"≤ +{TARGET_REDIS_ADDED_P50_US:.0f} µs vs in process", ck["p50_diff_us_c1"] <= TARGET_REDIS_ADDED_P50_US)
+    line("1 conn: added latency p99 (µs)", signed(w["c1"]["p99"] - d["c1"]["p99"]) + mark(w["c1"], d["c1"]),
+         signed(k["c1"]["p99"] - d["c1"]["p99"]) + mark(k["c1"], d["c1"]),
+         signed(r["c1"]["p99"] - d["c1"]["p99"]) + mark(r["c1"], d["c1"]),
+         signed(ck["p99_diff_us_c1"]) + mark(r["c1"], k["c1"]), signed(cw["p99_diff_us_c1"]) + mark(r["c1"], w["c1"]))
+    p99(r["c1"])  # lists its stalled runs in the note below the tables
+
+    def share(x: dict) -> str:
+        c = x["cpu_share_c64"]
+        return (f"{c[f'cpu{LOAD_CPU}_wrk_nginx']:.0f} / {c[f'cpu{LOAD_CPU}_other']:.0f} · "
+                f"{c[f'cpu{PROXY_CPU}_gateway']:.0f} / {c[f'cpu{PROXY_CPU}_other']:.0f}")
+
+    line(f"CPU use during 64 conn, %: CPU {LOAD_CPU} wrk+nginx (+redis-server) / other · CPU {PROXY_CPU} gateway / other",
+         share(w), share(k), share(r))
+    line("peak RSS after 64 conn (MB)", fmt(w["rss_peak_mb_after_c64"], 1), fmt(k["rss_peak_mb_after_c64"], 1),
+         f"{fmt(r['rss_peak_mb_after_c64'], 1)} (+ redis-server {fmt(rd['redis_server_rss_peak_mb'], 1)})",
+         signed(ck["rss_diff_mb_after_c64"], 1), signed(cw["rss_diff_mb_after_c64"], 1))
+
+    def rt(desc: dict) -> str:
+        def bucket(b) -> str:
+            if not b:
+                return "—"
+            lo, hi = b
+            return f"≤ {hi:.0f}" if lo == 0 else (f"> {lo:.0f}" if hi == float("inf") else f"{lo:.0f}–{hi:.0f}")
+        return (f"mean {fmt(desc['mean_us'], 0)}, p50 {bucket(desc['p50_bucket_us'])}, "
+                f"p99 {bucket(desc['p99_bucket_us'])}")
+
+    for key, label in (("c1", "1 conn"), ("c64", "64 conn")):
+        m = st.get("round_trip_measured", {}).get(key)
+        if m:
+            line(f"Redis round trip as the gateway times it, {label} (µs; admit · settle)", "", "",
+                 f"{rt(m['admit'])} · {rt(m['settle'])}")
+    L.append("")
+    c = r["cpu_share_c64"]
+    load = c[f"cpu{LOAD_CPU}_wrk_nginx"] + c[f"cpu{LOAD_CPU}_other"]
+    if load >= 90:
+        L.append(
+            f"At 64 connections CPU {LOAD_CPU} (wrk, the upstream nginx and redis-server) was {load:.0f} % busy and CPU "
+            f"{PROXY_CPU} {c[f'cpu{PROXY_CPU}_gateway']:.0f} % the gateway's: the load side, Redis included, set this row's "
+            "throughput, and its round trips at 64 connections include Redis's queue; compare CPU per request instead."
+        )
+        L.append("")
+    ok = "all as expected" if rd["ok"] else "**NOT AS EXPECTED**: " + "; ".join(rd["problems"])
+    kr, checks = lim["key_requests"], rd["checks"]
+    refused = ", ".join(f"{name} {v:.0f}" for name, v in lim["rate_limited"].items()) or "none"
+    errs = ", ".join(f"{op} {v:.0f}" for op, v in st["errors_during_runs"].items())
+    start_errs = {op: v for op, v in st["errors_at_start"].items() if v}
+    start_note = (
+        "; before any request, at start-up: " + ", ".join(f"{op} {v:.0f}" for op, v in start_errs.items())
+        + (" (the budget gauge's first read, made before the connection to Redis was up; no request involved)"
+           if set(start_errs) == {"budget"} else "")
+    ) if start_errs else ""
+    ops, calls = st["ops_during_runs"], st["redis_script_calls"]
+    L.append(
+        f"Keys and limits in Redis, over all its wrk runs (warm-ups included; from its /metrics and Redis's INFO "
+        f"commandstats): `{state_redis.UP}` {fmt(st['up'])}; `{state_redis.ERRORS}` during the checks and runs: {errs}"
+        f"{start_note}; operations timed by the gateway: admit {fmt(ops['admit'])}, settle {fmt(ops['settle'])}, budget "
+        f"{fmt(ops['budget'])}; scripts run by Redis {fmt(calls.get('succeeded', 0))} (EVAL/EVALSHA calls "
+        f"{fmt(calls.get('calls', 0))}, failed {fmt(calls.get('failed', 0))}; "
+        f"{fmt(calls['usec'] / calls['calls'] if calls.get('calls') and 'usec' in calls else float('nan'), 1)} µs "
+        "of Redis's time inside each, by its own count); requests refused by a limit "
+        f"{lim['rate_limited_total']:.0f} ({refused}); under the key `{lim['key']}` {fmt(kr['2xx'])} answered 2xx, "
+        f"{fmt(kr['4xx'])} 4xx (cancelled when wrk closed its connections), {fmt(kr['5xx'])} 5xx; wrk completed "
+        f"{fmt(lim['wrk_requests'])}; {lim['key_cost_usd']:.4f} US dollars charged to the budget. "
+        f"Round trips over all runs: admit {rt(st['round_trip_all_runs']['admit'])} µs "
+        "(p50 and p99 are the histogram's buckets, mean from its sum). "
+        f"Before the runs: no key {checks['no key']['status']}, a wrong key {checks['wrong key']['status']}, "
+        f"the key {checks['key']['status']}: {ok}."
+    )
+    L.append("")
+
+
 # --------------------------------------------------------------------------------------------
 # main
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    # 8 s (not 10): 42 measured runs (7 sides x 2 concurrencies x 3; 48 with a baseline) plus the
-    # streaming runs keep the whole run near ten minutes.
+    # 8 s (not 10): 48 measured runs (8 sides x 2 concurrencies x 3; 54 with a baseline) plus the
+    # streaming runs keep the whole run near twelve minutes.
     ap.add_argument("--duration", type=int, default=8, help="seconds per measured wrk run (default 8)")
     ap.add_argument("--warmup", type=int, default=1, help="seconds of warm-up before each measured run (default 1)")
     ap.add_argument("--reps", type=int, default=3, help="repetitions per side and concurrency (default 3)")
@@ -1424,7 +1605,7 @@ def main() -> int:
         "fifo = SCHED_FIFO for all; normal = unchanged",
     )
     ap.add_argument("--no-build", action="store_true", help="use the binaries already in target/release")
-    ap.add_argument("--no-install", action="store_true", help="fail instead of apt-get installing wrk/nginx")
+    ap.add_argument("--no-install", action="store_true", help="fail instead of apt-get installing wrk/nginx/redis-server")
     ap.add_argument(
         "--baseline-rev", metavar="REV",
         help="also measure mcp-proxy built at git revision REV (e.g. 509b506), started like the single-upstream "
@@ -1495,6 +1676,13 @@ def main() -> int:
         pk_config = tmp / "gateway-keys.yaml"
         pk_config.write_text(pk_settings)
         pk_port, pk_proc, _ = start_proxy(procs, tmp, "proxy_keys", upstream_json, "warn", config=pk_config)
+        # The same gateway, the same settings file, with its limits, reservations and budget in a
+        # redis-server of its own on CPU 1 (MCP__STATE__BACKEND=redis, REDIS_URL): one script call
+        # to Redis for each decision and one for each settlement.
+        redis_port, redis_proc = start_redis(procs, tmp)
+        pr_port, pr_proc, _ = start_proxy(procs, tmp, "proxy_redis", upstream_json, "warn", config=pk_config,
+                                          extra_env=state_redis.gateway_env(redis_port))
+        pr_start = wait_state_backend_up("keys and limits in Redis", pr_port)
         if base:  # the other revision's build, started exactly like the "proxy" gateway
             pb_port, pb_proc, _ = start_proxy(
                 procs, tmp, "proxy_baseline", upstream_json, "warn", binary=Path(base["binary"]))
@@ -1507,7 +1695,8 @@ def main() -> int:
         SCHED.pids = [p.pid for _, p in procs.procs]
         log(f"nginx :{nginx_json} (json) :{nginx_sse} (sse), mock :{mock_port}, reference SSE :{ref_port}, "
             f"gateways :{proxy_port} (warn) :{plog_port} (info) :{pstream_port} (mock) :{pref_port} (ref) :{psse_port} (sse) "
-            f":{p2_port} (two deployments) :{pk_port} (keys and limits on)" + (f" :{pb_port} (baseline {base['short']})" if base else "") + ", "
+            f":{p2_port} (two deployments) :{pk_port} (keys and limits on) :{pr_port} (keys and limits in Redis, "
+            f"redis-server :{redis_port})" + (f" :{pb_port} (baseline {base['short']})" if base else "") + ", "
             f"nginx reverse proxy :{nproxy_port} (json) :{nproxy_sse_port} (ref)")
 
         check_answers(
@@ -1521,6 +1710,10 @@ def main() -> int:
         log(f"keys and limits on: no key {pk_checks['no key']['status']}, wrong key {pk_checks['wrong key']['status']}, "
             f"the benchmark's key {pk_checks['key']['status']} with x-ratelimit-limit-requests "
             f"{pk_checks['key']['x-ratelimit-limit-requests']}, -tokens {pk_checks['key']['x-ratelimit-limit-tokens']}")
+        pr_checks = check_keys(pr_port, bench_keys.SECRET)
+        log(f"keys and limits in Redis: no key {pr_checks['no key']['status']}, wrong key {pr_checks['wrong key']['status']}, "
+            f"the benchmark's key {pr_checks['key']['status']} with x-ratelimit-limit-requests "
+            f"{pr_checks['key']['x-ratelimit-limit-requests']}, -tokens {pr_checks['key']['x-ratelimit-limit-tokens']}")
         res["proxy_revision"] = build_revision(proxy_port)
         if base:
             base["running_revision"] = build_revision(pb_port)
@@ -1538,6 +1731,8 @@ def main() -> int:
             "forwarder": thread_affinity(fwd_proc.pid),
             "proxy_2dep": thread_affinity(p2_proc.pid),
             "proxy_keys": thread_affinity(pk_proc.pid),
+            "proxy_redis": thread_affinity(pr_proc.pid),
+            "redis": thread_affinity(redis_proc.pid),
         }
         if base:
             pins["proxy_baseline"] = thread_affinity(pb_proc.pid)
@@ -1549,7 +1744,7 @@ def main() -> int:
         )
         res["pinning_check"] = (
             f"gateway threads {pins['proxy']}, nginx proxy {pins['nginx_proxy']}, nginx {pins['nginx']}, "
-            f"mock {pins['mock']} (cpu list: threads, nginx = master + worker)"
+            f"mock {pins['mock']}, redis-server {pins['redis']} (cpu list: threads, nginx = master + worker)"
             + ("" if ok_pins else " — NOT AS INTENDED")
         )
         res["request_body_bytes"] = None
@@ -1559,10 +1754,12 @@ def main() -> int:
         # worker) is read from /proc around every measured run.
         # The gateways compared with "proxy" (keys and limits on, the baseline build, two
         # deployments) run next to it; without a baseline, each of the three others is its
-        # neighbour in every repetition. "auth": the key wrk presents (post.lua's BENCH_AUTH).
+        # neighbour in every repetition. Keys and limits in Redis runs next to keys and limits on,
+        # its comparison. "auth": the key wrk presents (post.lua's BENCH_AUTH).
         sides = {
             "direct": {"port": nginx_json, "proc": None, "kind": "direct"},
             "nginx_proxy": {"port": nproxy_port, "proc": nproxy_proc, "kind": "nginx"},
+            "proxy_redis": {"port": pr_port, "proc": pr_proc, "kind": "gateway", "auth": bench_keys.SECRET},
             "proxy_keys": {"port": pk_port, "proc": pk_proc, "kind": "gateway", "auth": bench_keys.SECRET},
             **({"proxy_baseline": {"port": pb_port, "proc": pb_proc, "kind": "gateway"}} if base else {}),
             "proxy": {"port": proxy_port, "proc": proxy_proc, "kind": "gateway"},
@@ -1573,6 +1770,10 @@ def main() -> int:
         res["side_order"] = list(sides)
         p2_before = scrape(p2_port)
         pk_before = scrape(pk_port)
+        time.sleep(0.2)  # the settlement of check_keys' request, spawned after its answer, done
+        pr_redis_before = redis_script_calls(redis_port)  # Redis's count first, the gateway's second
+        pr_before = scrape(pr_port)
+        pr_runs_hist: dict = {"c1": {}, "c64": {}}  # the Redis round trips of the measured runs
         warmup_requests = {side: 0 for side in sides}  # for the keyed gateway's count check
         runs: dict = {side: {"c1": [], "c64": []} for side in sides}
         rss_after_c64: dict = {}
@@ -1596,8 +1797,10 @@ def main() -> int:
                     proc, kind = info["proc"], info["kind"]
                     cpu_of = tree_cpu_seconds if kind == "nginx" else cpu_seconds
                     ov0 = overhead_counters(info["port"]) if kind == "gateway" else None
+                    sb0 = scrape(info["port"]) if side == "proxy_redis" else None
                     cpu0 = cpu_of(proc.pid) if proc else None
                     ng0 = tree_cpu_seconds(nginx_proc.pid)
+                    rd0 = cpu_seconds(redis_proc.pid)
                     sys0 = cpu_times()
                     tcp0 = tcp_counters()
                     t0 = time.monotonic()
@@ -1608,6 +1811,7 @@ def main() -> int:
                     r["tcp_counters_delta"] = {k: tcp1[k] - tcp0[k] for k in tcp1 if k in tcp0}
                     ng1 = tree_cpu_seconds(nginx_proc.pid)
                     r["nginx_cpu_s"] = ng1 - ng0
+                    r["redis_cpu_s"] = cpu_seconds(redis_proc.pid) - rd0  # ~0 but for the Redis side
                     if proc:
                         cpu1 = cpu_of(proc.pid)
                         r["proxy_cpu_s"] = cpu1 - cpu0
@@ -1616,6 +1820,12 @@ def main() -> int:
                     if kind == "gateway":
                         ov1 = overhead_counters(info["port"])
                         r["overhead_metric"] = overhead_delta(ov0, ov1, "false")
+                    if side == "proxy_redis":
+                        r["redis_cpu_us_per_req"] = 1e6 * r["redis_cpu_s"] / r["requests"]
+                        r["total_cpu_us_per_req"] = r["cpu_us_per_req"] + r["redis_cpu_us_per_req"]
+                        sb = state_redis.histograms(routing.delta(sb0, scrape(info["port"])))
+                        r["state_backend"] = sb
+                        pr_runs_hist[key] = state_redis.add_histograms(pr_runs_hist[key], sb) if pr_runs_hist[key] else sb
                         r["vm_hwm_kb"] = status_kb(proc.pid, "VmHWM")
                         r["vm_rss_kb"] = status_kb(proc.pid, "VmRSS")
                     elif kind == "nginx":
@@ -1623,9 +1833,10 @@ def main() -> int:
                     elif kind == "forwarder":
                         r["vm_hwm_kb"] = status_kb(proc.pid, "VmHWM")
                     r["cpu_busy_pct"] = cpu_busy(sys0, sys1)
-                    # Who used the CPUs: ours (gateway or nginx proxy on 0; wrk + nginx on 1) and everything else.
+                    # Who used the CPUs: ours (gateway or nginx proxy on 0; wrk + nginx on 1, and
+                    # redis-server for the side that uses it) and everything else.
                     ours0 = 100.0 * r.get("proxy_cpu_s", 0.0) / wall
-                    ours1 = 100.0 * (r["wrk_cpu_s"] + r["nginx_cpu_s"]) / wall
+                    ours1 = 100.0 * (r["wrk_cpu_s"] + r["nginx_cpu_s"] + (r["redis_cpu_s"] if side == "proxy_redis" else 0.0)) / wall
                     r["cpu_share_pct"] = {
                         f"cpu{PROXY_CPU}_gateway": round(ours0, 1),
                         f"cpu{PROXY_CPU}_other": round(max(0.0, r["cpu_busy_pct"].get(f"cpu{PROXY_CPU}", 0.0) - ours0), 1),
@@ -1637,6 +1848,8 @@ def main() -> int:
                     res["request_body_bytes"] = r["body_bytes"]
                     runs[side][key].append(r)
                     extra = f", {r['cpu_us_per_req']:.1f} µs CPU/req" if proc else ""
+                    if side == "proxy_redis":
+                        extra += f" + redis-server {r['redis_cpu_us_per_req']:.1f}"
                     log(f"[{n}/{total_wrk}] {side:14s} -c{conc:<2d} rep {rep + 1}: {r['rps']:9.0f} req/s, "
                         f"p50 {r['latency_us']['p50']} µs, p99 {r['latency_us']['p99']} µs{extra}; CPU % {r['cpu_share_pct']}")
             if conc == 64:
@@ -1674,6 +1887,40 @@ def main() -> int:
         tk = res["keys"]
         log(f"keys and limits on: refused by a limit {tk['rate_limited_total']:.0f}, the key's requests "
             f"{tk['key_requests']}, wrk completed {tk['wrk_requests']}, " + ("all as expected" if tk["ok"] else "PROBLEMS: " + "; ".join(tk["problems"])))
+        # The same for the gateway with its limits in Redis, and that Redis decided every time:
+        # no state backend error (fail_open would have decided in the process), Redis up, and as
+        # many scripts run by Redis as decisions and settlements timed by the gateway.
+        pr_after = scrape(pr_port)  # the gateway's count first, Redis's second
+        pr_redis_after = redis_script_calls(redis_port)
+        pr_limits = bench_keys.summarize(
+            routing.delta(pr_before, pr_after), pr_after,
+            wrk_requests=sum(r["requests"] for v in runs["proxy_redis"].values() for r in v) + warmup_requests["proxy_redis"],
+            wrk_runs=sum(pk_runs.values()),
+            in_flight_bound=sum(conc * n for conc, n in pk_runs.items()),
+        )
+        pr_state = state_redis.summarize(pr_start, pr_before, pr_after, pr_redis_before, pr_redis_after,
+                                         key_2xx=pr_limits["key_requests"]["2xx"])
+        pr_state["round_trip_measured"] = {
+            key: {op: state_redis.describe(h[op]) for op in state_redis.OPS} for key, h in pr_runs_hist.items() if h
+        }
+        pr_state["redis_server"] = {
+            "version": (state_redis.parse_info(state_redis.command(redis_port, "INFO", "server")).get("redis_version", "?")),
+            "vm_hwm_kb": status_kb(redis_proc.pid, "VmHWM"),
+        }
+        res["redis"] = {
+            "settings": pk_settings,
+            "environment": {k: v for k, v in state_redis.gateway_env(redis_port).items()},
+            "checks": pr_checks,
+            "limits": pr_limits,
+            "state": pr_state,
+            "problems": pr_limits["problems"] + pr_state["problems"],
+        }
+        res["redis"]["ok"] = not res["redis"]["problems"]
+        log(f"keys and limits in Redis: refused by a limit {pr_limits['rate_limited_total']:.0f}, the key's requests "
+            f"{pr_limits['key_requests']}, wrk completed {pr_limits['wrk_requests']}; {state_redis.UP} {pr_state['up']}, "
+            f"errors during the runs {pr_state['errors_during_runs']} (at start {pr_state['errors_at_start']}), "
+            f"timed {pr_state['ops_during_runs']}, Redis scripts {pr_state['redis_script_calls']}, "
+            + ("all as expected" if res["redis"]["ok"] else "PROBLEMS: " + "; ".join(res["redis"]["problems"])))
 
         res["stream"] = {}
         for upstream, direct_port, gw_port, gw_proc, nginx_port in (
@@ -1734,6 +1981,8 @@ def main() -> int:
             "forwarder": status_kb(fwd_proc.pid, "VmHWM"),
             "proxy_2dep": status_kb(p2_proc.pid, "VmHWM"),
             "proxy_keys": status_kb(pk_proc.pid, "VmHWM"),
+            "proxy_redis": status_kb(pr_proc.pid, "VmHWM"),
+            "redis_server": status_kb(redis_proc.pid, "VmHWM"),
         }
         if base:
             res["rss_peak_kb"]["proxy_baseline"] = status_kb(pb_proc.pid, "VmHWM")
@@ -1773,11 +2022,15 @@ def main() -> int:
             out["cpu_util_c64"] = med([r["proxy_cpu_util"] for r in runs[side]["c64"]])
             out["rss_peak_mb_after_c64"] = rss_after_c64[side] / 1024
             out["rss_peak_mb"] = res["rss_peak_kb"][side] / 1024
+        if side == "proxy_redis":  # its redis-server's CPU too, and the two together
+            for key in ("c1", "c64"):
+                out[f"redis_cpu_us_per_req_{key}"] = med([r["redis_cpu_us_per_req"] for r in runs[side][key]])
+                out[f"total_cpu_us_per_req_{key}"] = med([r["total_cpu_us_per_req"] for r in runs[side][key]])
         return out
 
     summary = {side: side_summary(side) for side in runs}
     ovm = {}
-    for side in [sd for sd in ("proxy", "proxy_log", "proxy_2dep", "proxy_keys", "proxy_baseline") if sd in runs]:
+    for side in [sd for sd in ("proxy", "proxy_log", "proxy_2dep", "proxy_keys", "proxy_redis", "proxy_baseline") if sd in runs]:
         total_sum = sum(r["overhead_metric"]["sum_s"] for r in runs[side]["c1"])
         total_count = sum(r["overhead_metric"]["count"] for r in runs[side]["c1"])
         metric_mean_us = 1e6 * total_sum / total_count if total_count else float("nan")
@@ -1845,6 +2098,26 @@ def main() -> int:
         "vs_proxy": compare_sides(runs, summary, "proxy_keys", "proxy"),
         "limits": {k: v for k, v in res["keys"].items() if k != "settings"},
     }
+    # The keyed gateway with its limits in Redis against the same in the process, and against the
+    # open one; its CPU per request also with redis-server's, which the configuration costs too.
+    def total_cpu(side: str, key: str) -> list[float]:
+        return [r.get("total_cpu_us_per_req", r["cpu_us_per_req"]) for r in runs[side][key]]
+
+    def total_ratio(b: str, key: str) -> dict:
+        a_med = summary["proxy_redis"][f"total_cpu_us_per_req_{key}"]
+        return {
+            f"total_cpu_ratio_{key}": a_med / summary[b][f"cpu_us_per_req_{key}"],
+            f"total_cpu_ratio_{key}_per_rep": [x / y for x, y in zip(total_cpu("proxy_redis", key), total_cpu(b, key)) if y],
+        }
+
+    summary["redis"] = {
+        "vs_keys": {**compare_sides(runs, summary, "proxy_redis", "proxy_keys"),
+                    **total_ratio("proxy_keys", "c64"), **total_ratio("proxy_keys", "c1")},
+        "vs_proxy": {**compare_sides(runs, summary, "proxy_redis", "proxy"),
+                     **total_ratio("proxy", "c64"), **total_ratio("proxy", "c1")},
+        "redis_server_rss_peak_mb": res["rss_peak_kb"]["redis_server"] / 1024,
+        **{k: v for k, v in res["redis"].items() if k not in ("settings",)},
+    }
     if "proxy_baseline" in runs:
         summary["baseline"] = {
             **{k: res["params"]["baseline"].get(k, "?") for k in ("rev", "commit", "short", "subject", "running_revision")},
@@ -1873,6 +2146,13 @@ def main() -> int:
     stamp = res["date"].replace("-", "").replace(":", "")
     text = json.dumps(res, indent=1, sort_keys=False, allow_nan=True)
     (out / f"{stamp}.json").write_text(text + "\n")
+    if not res["redis"]["ok"]:
+        # A Redis row whose decisions were not all Redis's (an error means fail_open decided in
+        # the process) measures something else than it says: keep the evidence, not the table.
+        (out / f"{stamp}.md").write_text(report)
+        log(f"ERROR: the keys and limits in Redis row is not valid: {'; '.join(res['redis']['problems'])}. "
+            f"Wrote {out.relative_to(ROOT)}/{stamp}.json and {stamp}.md, left latest.* as they were")
+        return 1
     (out / "latest.json").write_text(text + "\n")
     (out / "latest.md").write_text(report)
     log(f"wrote {out.relative_to(ROOT)}/{stamp}.json, latest.json, latest.md in {res['elapsed_s']:.0f} s")
