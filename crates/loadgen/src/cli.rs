@@ -45,9 +45,16 @@ pub enum Command {
 /// The steady traffic's flags, shared by `run` and the scenarios.
 #[derive(Debug, Clone, Args)]
 pub struct TrafficArgs {
-    /// The gateway's root URL (where /health and /v1/... live).
-    #[arg(long, env = "LOADGEN_TARGET", default_value = "http://127.0.0.1:8080")]
-    pub target: String,
+    /// The gateway's root URL (where /health and /v1/... live). Several replicas: repeat the
+    /// flag or separate the URLs with commas; requests go to each in turn.
+    #[arg(
+        long = "target",
+        value_name = "URL",
+        env = "LOADGEN_TARGET",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub targets: Vec<String>,
     /// Requests started per second, whatever the answers' latency.
     #[arg(long, env = "LOADGEN_RATE", default_value_t = 5.0, value_parser = rate)]
     pub rate: f64,
@@ -225,7 +232,15 @@ impl TrafficArgs {
                 .filter(|key| !key.is_empty())
                 .cloned()
                 .collect(),
-            ..TrafficConfig::new(self.target.clone())
+            // As with the keys, a stray comma adds no target.
+            targets: self
+                .targets
+                .iter()
+                .map(|target| target.trim())
+                .filter(|target| !target.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            ..TrafficConfig::new("")
         }
     }
 }

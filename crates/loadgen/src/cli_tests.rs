@@ -12,13 +12,36 @@ fn run_defaults_to_five_per_second_against_the_local_gateway_forever() {
         panic!("expected run");
     };
     let config = args.config();
-    assert_eq!(config.target, "http://127.0.0.1:8080");
+    assert_eq!(config.targets, ["http://127.0.0.1:8080"]);
     assert_eq!(config.rate, 5.0);
     assert_eq!(config.duration, None);
     assert_eq!(config.concurrency_limit, 256);
     assert_eq!(config.stream_share, 0.3);
     assert_eq!(config.health_wait, Duration::from_secs(120));
     assert!(config.api_keys.is_empty());
+}
+
+#[test]
+fn several_targets_are_repeatable_or_comma_separated_and_shared_by_the_scenarios() {
+    let targets = [
+        "--target",
+        "http://proxy:8080",
+        "--target",
+        "http://proxy-2:8083,,",
+    ];
+    let expected = ["http://proxy:8080", "http://proxy-2:8083"];
+    let Command::Run(args) = parse(&[&["run"][..], &targets].concat()).command else {
+        panic!("expected run");
+    };
+    assert_eq!(args.config().targets, expected);
+    for scenario in ["incident", "slow-upstream", "failover"] {
+        let Command::Scenario(command) =
+            parse(&[&["scenario", scenario][..], &targets].concat()).command
+        else {
+            panic!("expected a scenario");
+        };
+        assert_eq!(command.config().traffic.targets, expected, "{scenario}");
+    }
 }
 
 #[test]
@@ -151,7 +174,7 @@ fn the_failover_scenario_fails_the_primary_hard_by_default() {
     };
     let config = scenario.config();
     assert_eq!(config.mock_admin, "http://127.0.0.1:8081");
-    assert_eq!(config.traffic.target, "http://127.0.0.1:8080");
+    assert_eq!(config.traffic.targets, ["http://127.0.0.1:8080"]);
     assert_eq!(
         config.incident,
         Incident::Outage {

@@ -27,7 +27,8 @@ pub enum Readiness {
 /// The target did not become healthy in time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotHealthy {
-    /// The URL probed.
+    /// The URL probed last, the one that did not answer 200 (of several replicas, the first
+    /// that did not).
     pub url: String,
     /// How long the loadgen waited.
     pub waited: Duration,
@@ -49,34 +50,35 @@ impl std::fmt::Display for NotHealthy {
 
 impl std::error::Error for NotHealthy {}
 
-/// Probes the target's `/health` until it answers 200, `stop` fires, or `wait` has passed.
+/// Probes the target's `/health` (every replica's) until it answers 200, `stop` fires, or
+/// `wait` has passed.
 pub async fn wait_until_healthy(
     target: &Target,
     wait: Duration,
     mut stop: Stop,
 ) -> Result<Readiness, NotHealthy> {
-    let url = target.health_url();
     let started = Instant::now();
     let deadline = started + wait;
     let mut next_log = started + LOG_INTERVAL;
     loop {
-        let last_error = match target.probe_health().await {
+        let unhealthy = match target.probe_health().await {
             Ok(()) => {
+                let url = target.health_urls().join(",");
                 tracing::info!(%url, waited_ms = started.elapsed().as_millis() as u64, "target is healthy");
                 return Ok(Readiness::Healthy);
             }
-            Err(error) => error,
+            Err(unhealthy) => unhealthy,
         };
         let now = Instant::now();
         if now >= deadline {
             return Err(NotHealthy {
-                url,
+                url: unhealthy.url,
                 waited: wait,
-                last_error,
+                last_error: unhealthy.error,
             });
         }
         if now >= next_log {
-            tracing::info!(%url, error = %last_error, waited_s = started.elapsed().as_secs(), "waiting for the target to be healthy");
+            tracing::info!(url = %unhealthy.url, error = %unhealthy.error, waited_s = started.elapsed().as_secs(), "waiting for the target to be healthy");
             next_log += LOG_INTERVAL;
         }
         tokio::select! {

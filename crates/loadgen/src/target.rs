@@ -1,9 +1,12 @@
 //! The system under load: the gateway (or the mock upstream directly), addressed by its root
-//! URL. Sends one planned request, reads the answer to its last byte (a stream to its end) and
-//! reports the [`Outcome`]; a failure of any kind becomes an outcome, never a panic or an error
-//! that stops the traffic. Each request presents its client key ([`Credentials`]); the health
-//! probe presents none, since `/health` asks for none.
+//! URL, or several replicas of it by theirs, each request going to the next in turn. Sends one
+//! planned request, reads the answer to its last byte (a stream to its end) and reports the
+//! [`Outcome`]; a failure of any kind becomes an outcome, never a panic or an error that stops
+//! the traffic. Each request presents its client key ([`Credentials`]); the health probe
+//! presents none, since `/health` asks for none.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -22,44 +25,77 @@ const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Where the gateway names the upstream that served an answer (`primary`, `secondary`, ...).
 pub const UPSTREAM_HEADER: HeaderName = HeaderName::from_static("x-mcp-upstream");
 
-/// A gateway root URL, a pooled client for it, and the client keys to present.
+/// One or more gateway root URLs (replicas of one gateway), a pooled client for them, and the
+/// client keys to present. Clones share the turn, so requests sent from many tasks still go
+/// to each root in turn.
 #[derive(Debug, Clone)]
 pub struct Target {
     client: reqwest::Client,
-    root: String,
+    roots: Arc<[String]>,
+    next: Arc<AtomicUsize>,
     credentials: Credentials,
 }
 
+/// A root whose `GET /health` did not answer 200.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unhealthy {
+    /// The URL probed.
+    pub url: String,
+    /// What went wrong.
+    pub error: String,
+}
+
 impl Target {
-    /// A target at `root` (e.g. `http://127.0.0.1:8080`); each request, stream included, may
-    /// take up to `request_timeout` to its last byte. An error if a key cannot be sent.
-    pub fn new(root: &str, request_timeout: Duration, keys: &[ApiKey]) -> anyhow::Result<Self> {
+    /// A target at `roots` (e.g. `http://127.0.0.1:8080`, or one URL per replica); each
+    /// request, stream included, may take up to `request_timeout` to its last byte. An error
+    /// if there is no root or a key cannot be sent.
+    pub fn new(
+        roots: &[String],
+        request_timeout: Duration,
+        keys: &[ApiKey],
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(!roots.is_empty(), "no target URL");
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(request_timeout)
             .build()?;
         Ok(Self {
             client,
-            root: root.trim_end_matches('/').to_owned(),
+            roots: roots
+                .iter()
+                .map(|root| root.trim_end_matches('/').to_owned())
+                .collect(),
+            next: Arc::new(AtomicUsize::new(0)),
             credentials: Credentials::new(keys)?,
         })
     }
 
-    /// The root URL, without a trailing slash.
-    pub fn root(&self) -> &str {
-        &self.root
+    /// The root URLs, without a trailing slash.
+    pub fn roots(&self) -> &[String] {
+        &self.roots
     }
 
-    /// The health URL the loadgen waits on.
-    pub fn health_url(&self) -> String {
-        format!("{}/health", self.root)
+    /// The health URLs the loadgen waits on, one per root.
+    pub fn health_urls(&self) -> Vec<String> {
+        self.roots.iter().map(|root| health_url(root)).collect()
     }
 
-    /// Probes `GET /health` once: `Ok` on a 200, else what went wrong.
-    pub async fn probe_health(&self) -> Result<(), String> {
+    /// Probes `GET /health` of every root once: `Ok` when each answers 200, else the first
+    /// that did not and what went wrong.
+    pub async fn probe_health(&self) -> Result<(), Unhealthy> {
+        for root in self.roots.iter() {
+            let url = health_url(root);
+            if let Err(error) = self.probe(&url).await {
+                return Err(Unhealthy { url, error });
+            }
+        }
+        Ok(())
+    }
+
+    async fn probe(&self, url: &str) -> Result<(), String> {
         let response = self
             .client
-            .get(self.health_url())
+            .get(url)
             .timeout(HEALTH_PROBE_TIMEOUT)
             .send()
             .await
@@ -70,12 +106,18 @@ impl Target {
         }
     }
 
-    /// Sends `request` and reads the answer to its end.
+    /// The root the next request goes to: each in turn.
+    pub fn next_root(&self) -> &str {
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        &self.roots[turn % self.roots.len()]
+    }
+
+    /// Sends `request` to the next root and reads the answer to its end.
     pub async fn send(&self, request: &PlannedRequest) -> Outcome {
         let started = Instant::now();
         let mut builder = self
             .client
-            .post(format!("{}{}", self.root, request.endpoint.path()))
+            .post(format!("{}{}", self.next_root(), request.endpoint.path()))
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(authorization) = self.credentials.header(request.credential) {
             builder = builder.header(AUTHORIZATION, authorization.clone());
@@ -120,6 +162,10 @@ impl Target {
             upstream,
         }
     }
+}
+
+fn health_url(root: &str) -> String {
+    format!("{root}/health")
 }
 
 /// Reads a streamed answer to its end and judges how it ended.

@@ -28,8 +28,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// What to send, where, and how fast.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrafficConfig {
-    /// The gateway's root URL, e.g. `http://127.0.0.1:8080`.
-    pub target: String,
+    /// The gateway's root URLs, e.g. `http://127.0.0.1:8080`: one, or one per replica, sent
+    /// requests in turn.
+    pub targets: Vec<String>,
     /// Requests started per second.
     pub rate: f64,
     /// Stop after this long; `None` runs until stopped.
@@ -56,7 +57,7 @@ impl TrafficConfig {
     /// The defaults, aimed at `target`.
     pub fn new(target: impl Into<String>) -> Self {
         Self {
-            target: target.into(),
+            targets: vec![target.into()],
             rate: 5.0,
             duration: None,
             concurrency_limit: 256,
@@ -70,9 +71,9 @@ impl TrafficConfig {
         }
     }
 
-    /// The client for [`Self::target`], with the keys it presents.
+    /// The client for [`Self::targets`], with the keys it presents.
     pub fn open_target(&self) -> anyhow::Result<Target> {
-        Target::new(&self.target, self.request_timeout, &self.api_keys)
+        Target::new(&self.targets, self.request_timeout, &self.api_keys)
     }
 }
 
@@ -132,7 +133,7 @@ async fn run_against(
     };
     tokio::pin!(finished);
     tracing::info!(
-        url = target.root(),
+        url = %target.roots().join(","),
         rate = config.rate,
         duration_s = config.duration.map(|d| d.as_secs_f64()),
         concurrency_limit = config.concurrency_limit,

@@ -66,13 +66,7 @@ async fn the_binary_runs_for_its_duration_and_logs_a_json_final_summary() {
     )
     .await;
 
-    let stderr = text(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    let summary: Value = stderr
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|line| line["message"] == "final summary")
-        .unwrap_or_else(|| panic!("no final summary in:\n{stderr}"));
+    let summary = final_summary(&output);
     let started = summary["started"].as_u64().unwrap();
     assert!((15..=25).contains(&started), "{summary}");
     assert_eq!(mock.stats().await["requests_total"].as_u64(), Some(started));
@@ -228,4 +222,48 @@ async fn sigterm_during_the_incident_clears_the_fault_before_exiting() {
     assert!(stderr.contains("incident started: 50% 503s"), "{stderr}");
     assert!(stderr.contains("incident cleared"), "{stderr}");
     assert_eq!(mock.faults().await["error_rate"], 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_targets_in_the_environment_are_sent_requests_in_turn() {
+    let (first, second) = (
+        Mock::spawn(FaultProfile::default()),
+        Mock::spawn(FaultProfile::default()),
+    );
+    let targets = format!("{},{}/", first.root, second.root);
+
+    let output = loadgen(
+        &[
+            "--log-format",
+            "json",
+            "run",
+            "--rate",
+            "20",
+            "--duration",
+            "1",
+        ],
+        &[("LOADGEN_TARGET", &targets), ("LOADGEN_SEED", "3")],
+    )
+    .await;
+
+    let summary = final_summary(&output);
+    let started = summary["started"].as_u64().unwrap();
+    let seen = [
+        first.stats().await["requests_total"].as_u64().unwrap(),
+        second.stats().await["requests_total"].as_u64().unwrap(),
+    ];
+    assert_eq!(seen[0] + seen[1], started, "{summary}");
+    assert!(seen[0].abs_diff(seen[1]) <= 1, "not in turn: {seen:?}");
+    assert!(seen[1] >= 5, "{seen:?}");
+}
+
+/// The run's `final summary` line, from a successful run's JSON log.
+fn final_summary(output: &std::process::Output) -> Value {
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["message"] == "final summary")
+        .unwrap_or_else(|| panic!("no final summary in:\n{stderr}"))
 }

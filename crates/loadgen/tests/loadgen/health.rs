@@ -74,3 +74,27 @@ async fn traffic_starts_once_a_late_target_becomes_healthy() {
     let stats = mock.stats().await;
     assert_eq!(stats["requests_total"].as_u64(), Some(summary.started));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_several_targets_traffic_waits_for_every_one_and_names_the_one_missing() {
+    let mock = Mock::spawn(FaultProfile::default());
+    let missing = format!("http://127.0.0.1:{}", closed_port());
+    let config = TrafficConfig {
+        targets: vec![mock.root.clone(), missing.clone()],
+        health_wait: Duration::from_secs(1),
+        ..traffic(&mock.root, 20.0, Duration::from_secs(1))
+    };
+    let (_switch, stop) = stop_pair();
+
+    let error = traffic::run_when_healthy(&config, stop).await.unwrap_err();
+
+    let not_healthy = error
+        .downcast_ref::<NotHealthy>()
+        .expect("a health timeout");
+    assert_eq!(not_healthy.url, format!("{missing}/health"));
+    assert_eq!(
+        mock.stats().await["requests_total"].as_u64(),
+        Some(0),
+        "nothing is sent before every target is healthy"
+    );
+}

@@ -1,6 +1,7 @@
-//! Static checks of the container files: `docker-compose.yml` (and the loopback override) as
-//! `docker-compose config` normalises them, and every Dockerfile under `deploy/` through
-//! `hadolint`. The tools are real; `scripts/install-deps.sh` installs them (`make test` does).
+//! Static checks of the container files: `docker-compose.yml` (alone, with the replicas
+//! override and with the loopback override) as `docker-compose config` normalises them, and
+//! every Dockerfile under `deploy/` through `hadolint`. The tools are real;
+//! `scripts/install-deps.sh` installs them (`make test` does).
 //!
 //! Compose v1 (Debian's 1.29) prints its normalised file only as YAML, so `ComposeYaml` reads
 //! the block YAML it writes; Compose v2 prints JSON. `Service` hides the differences between
@@ -16,28 +17,57 @@ use serde_json::{Map, Value};
 
 const COMPOSE_FILE: &str = "docker-compose.yml";
 const LOOPBACK_OVERRIDE: &str = "deploy/compose.loopback.yml";
+const REPLICAS_OVERRIDE: &str = "docker-compose.replicas.yml";
 
-/// The services of the stack, each with the host port it publishes (None: it serves nothing).
+/// The stack alone, and with its second gateway replica: what the README documents running.
+const STACKS: &[&[&str]] = &[&[COMPOSE_FILE], &[COMPOSE_FILE, REPLICAS_OVERRIDE]];
+
+/// The services of the stack, each with the host port it publishes (None: it serves nothing;
+/// Redis is reached from the stack's network only).
 const SERVICES: &[(&str, Option<u16>)] = &[
     ("mock-upstream", Some(8081)),
     ("mock-secondary", Some(8082)),
     ("proxy", Some(8080)),
+    ("redis", None),
     ("loadgen", None),
     ("prometheus", Some(9090)),
     ("alertmanager", Some(9093)),
     ("grafana", Some(3000)),
 ];
 
+/// What the replicas override adds: the second gateway replica and its port.
+const REPLICA_SERVICES: &[(&str, Option<u16>)] = &[("proxy-2", Some(8083))];
+
 /// Who waits for whom to be healthy: the order the stack starts in.
 const DEPENDENCIES: &[(&str, &[&str])] = &[
     ("mock-upstream", &[]),
     ("mock-secondary", &[]),
-    ("proxy", &["mock-secondary", "mock-upstream"]),
+    ("proxy", &["mock-secondary", "mock-upstream", "redis"]),
+    ("redis", &[]),
     ("loadgen", &["proxy"]),
     ("prometheus", &["alertmanager", "proxy"]),
     ("alertmanager", &["mock-upstream"]),
     ("grafana", &["prometheus"]),
 ];
+
+/// The same with the replicas override: everything that waits for the gateway waits for both
+/// replicas.
+const REPLICA_DEPENDENCIES: &[(&str, &[&str])] = &[
+    ("proxy", &["mock-secondary", "mock-upstream", "redis"]),
+    ("proxy-2", &["mock-secondary", "mock-upstream", "redis"]),
+    ("redis", &[]),
+    ("loadgen", &["proxy", "proxy-2"]),
+    ("prometheus", &["alertmanager", "proxy", "proxy-2"]),
+];
+
+/// The services and ports of a stack of `STACKS`.
+fn expected_services(files: &[&str]) -> Vec<(&'static str, Option<u16>)> {
+    let mut expected = SERVICES.to_vec();
+    if files.contains(&REPLICAS_OVERRIDE) {
+        expected.extend_from_slice(REPLICA_SERVICES);
+    }
+    expected
+}
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -57,6 +87,8 @@ fn run(tool: &str, args: &[&str]) -> Result<Output> {
         .env_remove("PRIMARY_BASE_URL")
         .env_remove("GRAFANA_ADMIN_PASSWORD")
         .env_remove("LOADGEN_RATE")
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("ANTHROPIC_BASE_URL")
         .env_remove("MCP_REVISION")
         .output();
     match output {
@@ -478,6 +510,11 @@ fn docker_compose_accepts_the_compose_file_with_the_loopback_override() {
 }
 
 #[test]
+fn docker_compose_accepts_the_compose_file_with_the_replicas_override() {
+    compose(&[COMPOSE_FILE, REPLICAS_OVERRIDE], &["-q"]).unwrap();
+}
+
+#[test]
 fn hadolint_passes_on_every_dockerfile() {
     for dockerfile in dockerfiles().unwrap() {
         let path = dockerfile.to_string_lossy();
@@ -493,15 +530,31 @@ fn hadolint_passes_on_every_dockerfile() {
 
 #[test]
 fn the_stack_has_exactly_the_documented_services() {
-    let services = services(&[COMPOSE_FILE]).unwrap();
-    let found: BTreeSet<&str> = services.keys().map(String::as_str).collect();
-    let expected: BTreeSet<&str> = SERVICES.iter().map(|(name, _)| *name).collect();
-    assert_eq!(found, expected);
+    for files in STACKS {
+        let services = services(files).unwrap();
+        let found: BTreeSet<&str> = services.keys().map(String::as_str).collect();
+        let expected: BTreeSet<&str> = expected_services(files)
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
+        assert_eq!(found, expected, "{files:?}");
+    }
+}
+
+#[test]
+fn the_readme_lists_every_service_of_the_stack() {
+    let readme = fs::read_to_string(repo_root().join("README.md")).unwrap();
+    for (name, _) in SERVICES.iter().chain(REPLICA_SERVICES) {
+        assert!(
+            readme.contains(&format!("| {name} |")),
+            "README.md has no row for the service {name}"
+        );
+    }
 }
 
 #[test]
 fn every_service_has_a_healthcheck() {
-    for (name, service) in services(&[COMPOSE_FILE]).unwrap() {
+    for (name, service) in STACKS.iter().flat_map(|files| services(files).unwrap()) {
         let check = service.def.get("healthcheck");
         let test = check.and_then(|c| c.get("test"));
         let disabled = check
@@ -518,47 +571,57 @@ fn every_service_has_a_healthcheck() {
 
 #[test]
 fn every_service_waits_for_its_dependencies_to_be_healthy() {
-    let services = services(&[COMPOSE_FILE]).unwrap();
-    for (name, expected) in DEPENDENCIES {
-        let deps = services[*name].depends_on();
-        let found: Vec<&str> = deps.keys().map(String::as_str).collect();
-        assert_eq!(&found, expected, "what {name} depends on");
-        for (dep, condition) in deps {
-            assert_eq!(
-                condition.as_deref(),
-                Some("service_healthy"),
-                "{name} must wait for {dep} to be healthy"
-            );
+    for (files, dependencies) in [
+        (&[COMPOSE_FILE][..], DEPENDENCIES),
+        (&[COMPOSE_FILE, REPLICAS_OVERRIDE][..], REPLICA_DEPENDENCIES),
+    ] {
+        let services = services(files).unwrap();
+        for (name, expected) in dependencies {
+            let deps = services[*name].depends_on();
+            let found: Vec<&str> = deps.keys().map(String::as_str).collect();
+            assert_eq!(&found, expected, "what {name} depends on ({files:?})");
+            for (dep, condition) in deps {
+                assert_eq!(
+                    condition.as_deref(),
+                    Some("service_healthy"),
+                    "{name} must wait for {dep} to be healthy ({files:?})"
+                );
+            }
         }
     }
 }
 
 #[test]
 fn every_service_restarts_unless_stopped() {
-    for (name, service) in services(&[COMPOSE_FILE]).unwrap() {
+    for (name, service) in STACKS.iter().flat_map(|files| services(files).unwrap()) {
         assert_eq!(service.str("restart"), Some("unless-stopped"), "{name}");
     }
 }
 
 #[test]
 fn every_service_publishes_its_port_on_loopback_only() {
-    let services = services(&[COMPOSE_FILE]).unwrap();
-    for (name, port) in SERVICES {
-        let expected: Vec<Port> = port
-            .iter()
-            .map(|&p| Port {
-                host_ip: "127.0.0.1".into(),
-                published: p,
-                target: p,
-            })
-            .collect();
-        assert_eq!(services[*name].ports, expected, "ports of {name}");
+    for files in STACKS {
+        let services = services(files).unwrap();
+        for (name, port) in expected_services(files) {
+            let expected: Vec<Port> = port
+                .iter()
+                .map(|&p| Port {
+                    host_ip: "127.0.0.1".into(),
+                    published: p,
+                    target: p,
+                })
+                .collect();
+            assert_eq!(
+                services[name].ports, expected,
+                "ports of {name} ({files:?})"
+            );
+        }
     }
 }
 
 #[test]
 fn every_pulled_image_is_pinned_to_a_version() {
-    for (name, service) in services(&[COMPOSE_FILE]).unwrap() {
+    for (name, service) in STACKS.iter().flat_map(|files| services(files).unwrap()) {
         let image = service.str("image").unwrap_or_default();
         if service.def.contains_key("build") {
             continue; // built here from deploy/Dockerfile, whose base images are checked below
@@ -611,7 +674,7 @@ fn every_base_image_of_the_dockerfiles_is_pinned_to_a_version() {
 #[test]
 fn every_host_path_the_compose_file_mounts_exists_in_the_repository() {
     let root = repo_root();
-    for (name, service) in services(&[COMPOSE_FILE]).unwrap() {
+    for (name, service) in STACKS.iter().flat_map(|files| services(files).unwrap()) {
         for mount in &service.binds {
             let source = root.join(&mount.source);
             let source = source
@@ -678,11 +741,12 @@ fn the_monitoring_services_mount_the_repository_configuration_where_they_read_it
             "{name}: what is mounted at {target}"
         );
     }
-    // Data survives a restart of the stateful services.
+    // Data survives a restart of the stateful services (Redis's: the keys' spend).
     for (name, target) in [
         ("prometheus", "/prometheus"),
         ("alertmanager", "/alertmanager"),
         ("grafana", "/var/lib/grafana"),
+        ("redis", "/data"),
     ] {
         assert!(
             services[name]
@@ -740,6 +804,131 @@ fn the_gateway_reads_the_mounted_settings_and_serves_the_two_mocks_and_both_apis
 }
 
 #[test]
+fn the_gateway_keeps_its_limits_and_spend_in_the_redis_service_which_persists_them() {
+    let services = services(&[COMPOSE_FILE]).unwrap();
+    let proxy = &services["proxy"];
+    assert_eq!(
+        proxy.environment("MCP__STATE__BACKEND").as_deref(),
+        Some("redis")
+    );
+    // REDIS_URL is the variable `state.redis.url_env` names by default.
+    assert_eq!(
+        proxy.environment("REDIS_URL").as_deref(),
+        Some("redis://redis:6379/")
+    );
+    let redis = &services["redis"];
+    let command: Vec<String> = list(redis.def.get("command"))
+        .iter()
+        .filter_map(scalar)
+        .collect();
+    assert_eq!(command.first().map(String::as_str), Some("redis-server"));
+    assert!(
+        command.windows(2).any(|w| w == ["--appendonly", "yes"]),
+        "Redis keeps an append-only file: {command:?}"
+    );
+    assert!(
+        !command.iter().any(|arg| arg == "--port"),
+        "Redis listens on 6379, where REDIS_URL points: {command:?}"
+    );
+}
+
+/// The `host:port` targets of a Prometheus file_sd file.
+fn scrape_targets(relative: &str) -> Vec<String> {
+    let text = fs::read_to_string(repo_root().join(relative)).expect(relative);
+    text.lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .flat_map(|line| line.split('"').skip(1).step_by(2))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `host:port` of every gateway service of a stack: its name and the port it listens on.
+fn gateway_addresses(services: &BTreeMap<String, Service>) -> Vec<String> {
+    services
+        .iter()
+        .filter(|(_, s)| {
+            list(s.def.get("command"))
+                .first()
+                .and_then(scalar)
+                .is_some_and(|c| c == "mcp-proxy")
+        })
+        .map(|(name, s)| {
+            let listen = s.environment("MCP__SERVER__LISTEN").unwrap_or_default();
+            let port = listen.rsplit(':').next().unwrap_or_default().to_owned();
+            format!("{name}:{port}")
+        })
+        .collect()
+}
+
+#[test]
+fn prometheus_scrapes_every_gateway_replica_of_each_stack() {
+    let prometheus_yml = fs::read_to_string(repo_root().join("prometheus/prometheus.yml")).unwrap();
+    assert!(
+        prometheus_yml.contains("files: [targets/mcp-server.yml]"),
+        "the gateway job reads its targets from targets/mcp-server.yml"
+    );
+    let alone = services(&[COMPOSE_FILE]).unwrap();
+    assert_eq!(gateway_addresses(&alone), ["proxy:8080"]);
+    assert_eq!(
+        scrape_targets("prometheus/targets/mcp-server.yml"),
+        gateway_addresses(&alone)
+    );
+    let replicas = services(&[COMPOSE_FILE, REPLICAS_OVERRIDE]).unwrap();
+    assert_eq!(gateway_addresses(&replicas), ["proxy:8080", "proxy-2:8083"]);
+    let mount = replicas["prometheus"]
+        .bind_for("/etc/prometheus/targets/mcp-server.yml")
+        .expect("the replicas override mounts the list of both replicas");
+    let root = repo_root();
+    assert_eq!(
+        root.join(&mount.source).canonicalize().unwrap(),
+        root.join("prometheus/targets/replicas.yml")
+            .canonicalize()
+            .unwrap()
+    );
+    assert_eq!(
+        scrape_targets("prometheus/targets/replicas.yml"),
+        gateway_addresses(&replicas)
+    );
+    // The demo traffic goes to every replica, at the address it listens on.
+    let targets = replicas["loadgen"]
+        .environment("LOADGEN_TARGET")
+        .expect("LOADGEN_TARGET");
+    let expected: Vec<String> = gateway_addresses(&replicas)
+        .iter()
+        .map(|a| format!("http://{a}"))
+        .collect();
+    assert_eq!(targets.split(',').collect::<Vec<_>>(), expected);
+    assert_eq!(
+        alone["loadgen"].environment("LOADGEN_TARGET").as_deref(),
+        Some("http://proxy:8080")
+    );
+}
+
+#[test]
+fn the_second_replica_is_the_gateway_but_for_its_address() {
+    let services = services(&[COMPOSE_FILE, REPLICAS_OVERRIDE]).unwrap();
+    let (first, second) = (&services["proxy"], &services["proxy-2"]);
+    // What may differ: the listen address, the published port and the health URL.
+    let comparable = |service: &Service, port: &str| {
+        let mut def = service.def.clone();
+        def.remove("ports");
+        def.remove("container_name");
+        let text = serde_json::to_string(&Value::Object(def)).unwrap();
+        text.replace(&format!("0.0.0.0:{port}"), "LISTEN")
+            .replace(&format!("127.0.0.1:{port}/health"), "HEALTH")
+    };
+    assert_eq!(
+        comparable(first, "8080"),
+        comparable(second, "8083"),
+        "proxy-2 differs from proxy"
+    );
+    assert_eq!(
+        second.environment("MCP__SERVER__LISTEN").as_deref(),
+        Some("0.0.0.0:8083")
+    );
+}
+
+#[test]
 fn grafana_opens_on_a_provisioned_dashboard_for_anonymous_viewers() {
     let root = repo_root();
     let services = services(&[COMPOSE_FILE]).unwrap();
@@ -766,6 +955,21 @@ fn grafana_opens_on_a_provisioned_dashboard_for_anonymous_viewers() {
 
 #[test]
 fn the_loopback_override_keeps_every_service_on_the_host_loopback() {
+    let redis = services(&[COMPOSE_FILE, LOOPBACK_OVERRIDE]).unwrap()["redis"]
+        .def
+        .clone();
+    let command: Vec<String> = list(redis.get("command"))
+        .iter()
+        .filter_map(scalar)
+        .collect();
+    assert!(
+        command.windows(2).any(|w| w == ["--bind", "127.0.0.1"]),
+        "redis listens on {command:?}"
+    );
+    assert!(
+        command.windows(2).any(|w| w == ["--appendonly", "yes"]),
+        "the override keeps the append-only file: {command:?}"
+    );
     let services = services(&[COMPOSE_FILE, LOOPBACK_OVERRIDE]).unwrap();
     let names: BTreeSet<&str> = SERVICES.iter().map(|(name, _)| *name).collect();
     for (name, service) in &services {

@@ -2,7 +2,10 @@
 //! processes of the built binaries, real Prometheus and Alertmanager (the distribution's
 //! packages) with the repository's configuration and rule files. The only differences from
 //! the compose stack are host names mapped to local ports and the global scrape and
-//! evaluation intervals shortened; the rule files are used as they are.
+//! evaluation intervals shortened; the rule files are used as they are. [`Stack`] also runs
+//! what `docker-compose.replicas.yml` adds (a second gateway replica, and the scrape list of
+//! both) and a `redis-server` for the gateways' shared limits, as `replicas.rs` does; the
+//! tests here run the single gateway with its limits in memory.
 //!
 //! It proves the promise of the stack: quiet under normal traffic, the error-rate alerts fire
 //! on a 30% incident and reach Alertmanager (and its webhook), the plain alert resolves once
@@ -23,11 +26,14 @@ use crate::dashboards::panel_queries;
 /// The scrape and evaluation interval the test runs Prometheus with.
 const INTERVAL: &str = "1s";
 /// The client keys of the shipped settings (deploy/mcp-server.yaml), as compose passes them.
-const DEMO_KEYS: &str = "sk-mcp-demo-team,sk-mcp-demo-batch";
-/// Demo traffic, requests per second.
+pub(crate) const DEMO_KEYS: &str = "sk-mcp-demo-team,sk-mcp-demo-batch";
+/// Demo traffic, requests per second (spread over the gateway replicas).
 const RATE: &str = "20";
+/// The compose services of the gateway replicas, in order: `proxy` in docker-compose.yml,
+/// `proxy-2` in docker-compose.replicas.yml.
+const GATEWAYS: [&str; 2] = ["proxy", "proxy-2"];
 
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
@@ -69,8 +75,8 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// A child process that is killed when the test ends, however it ends. Its output goes to a
-/// log file, shown when the test fails.
+/// A child process that is killed when the test ends (or when dropped earlier), however it
+/// ends. Its output goes to a log file, shown when the test fails.
 struct Process {
     name: &'static str,
     child: Child,
@@ -130,7 +136,7 @@ impl Drop for TempDir {
 
 /// `text` with each `(from, to)` replaced; every `from` must occur, so that a change to the
 /// configuration files that this mapping no longer covers fails loudly.
-fn substitute(text: &str, replacements: &[(&str, String)]) -> String {
+pub(crate) fn substitute(text: &str, replacements: &[(&str, String)]) -> String {
     let mut out = text.to_owned();
     for (from, to) in replacements {
         assert!(
@@ -142,32 +148,133 @@ fn substitute(text: &str, replacements: &[(&str, String)]) -> String {
     out
 }
 
-struct Stack {
+/// What a [`Stack`] runs besides the shipped stack's one gateway with its limits in memory.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    replicas: usize,
+    redis: bool,
+    settings: Option<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Options {
+    /// The compose stack: one gateway, the shipped settings.
+    pub(crate) fn new() -> Self {
+        Self {
+            replicas: 1,
+            redis: false,
+            settings: None,
+            env: Vec::new(),
+        }
+    }
+
+    /// Gateway processes with the same settings: 1, or 2 as docker-compose.replicas.yml runs
+    /// them (Prometheus then scrapes both with its list, and the load generator sends each
+    /// request to the next in turn).
+    pub(crate) fn replicas(mut self, replicas: usize) -> Self {
+        assert!(
+            (1..=GATEWAYS.len()).contains(&replicas),
+            "1 or 2 replicas, as compose runs"
+        );
+        self.replicas = replicas;
+        self
+    }
+
+    /// A `redis-server` (as compose's `redis` service runs it) holding every gateway's
+    /// limits, reservations and spend: `MCP__STATE__BACKEND=redis` and `REDIS_URL`.
+    pub(crate) fn redis(mut self) -> Self {
+        self.redis = true;
+        self
+    }
+
+    /// The gateways' settings file, in place of deploy/mcp-server.yaml.
+    pub(crate) fn settings(mut self, yaml: String) -> Self {
+        self.settings = Some(yaml);
+        self
+    }
+
+    /// A variable in every gateway's environment (`MCP__...` overrides a setting).
+    pub(crate) fn env(mut self, key: &str, value: impl ToString) -> Self {
+        self.env.push((key.to_owned(), value.to_string()));
+        self
+    }
+}
+
+/// The Redis server of a stack, on a port of its own, which a test may stop and start again
+/// there; its append-only file (as compose keeps one) lives in the stack's directory.
+struct Redis {
+    port: u16,
+    data: PathBuf,
+    process: Option<Process>,
+}
+
+impl Redis {
+    async fn start(dir: &Path) -> Self {
+        let mut redis = Self {
+            port: free_port(),
+            data: dir.join("redis-data"),
+            process: None,
+        };
+        fs::create_dir_all(&redis.data).expect("a data directory");
+        redis.start_again(dir, "redis").await;
+        redis
+    }
+
+    async fn start_again(&mut self, dir: &Path, name: &'static str) {
+        assert!(self.process.is_none(), "Redis is running already");
+        // compose's `redis-server --appendonly yes`, on loopback and a port of its own.
+        let process = Process::start(
+            name,
+            dir,
+            Command::new(system_binary(&["redis-server"]))
+                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--appendonly", "yes", "--save", ""])
+                .arg("--dir")
+                .arg(&self.data),
+        );
+        self.process = Some(process);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "Redis did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+pub(crate) struct Stack {
     dir: TempDir,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     /// The two mocks' roots, primary first (the primary also takes Alertmanager's webhook).
     mocks: [String; 2],
-    proxy: String,
-    prometheus: String,
+    /// The gateway replicas' roots, `proxy` first.
+    pub(crate) proxies: Vec<String>,
+    pub(crate) prometheus: String,
     alertmanager: String,
+    redis: Option<Redis>,
     // Declared last: dropped (killed) after the fields above are no longer needed.
     processes: Vec<Process>,
 }
 
 impl Stack {
-    /// The stack with the shipped settings; `max_attempts` overrides the routing's attempt
-    /// limit when given.
-    async fn start(name: &str, max_attempts: Option<u32>) -> Self {
+    /// The stack with the shipped settings and what `options` adds.
+    pub(crate) async fn start(name: &str, options: Options) -> Self {
         let root = repo_root();
         let dir = TempDir::new(name);
-        let (mock_port, secondary_port, proxy_port, prom_port, am_port) = (
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-        );
+        let (mock_port, secondary_port, prom_port, am_port) =
+            (free_port(), free_port(), free_port(), free_port());
+        let proxy_ports: Vec<u16> = (0..options.replicas).map(|_| free_port()).collect();
         let mut processes = Vec::new();
+        let redis = match options.redis {
+            true => Some(Redis::start(&dir.0).await),
+            false => None,
+        };
 
         for (process, instance, port) in [
             ("mock-upstream", "primary", mock_port),
@@ -181,18 +288,20 @@ impl Stack {
                     .args(["--instance", instance]),
             ));
         }
-        let mut proxy = Command::new(env!("CARGO_BIN_EXE_mcp-proxy"));
-        proxy
-            .arg("--config")
-            .arg(root.join("deploy/mcp-server.yaml"))
-            .args(["--listen", &format!("127.0.0.1:{proxy_port}")]);
-        if let Some(attempts) = max_attempts {
-            proxy.env("MCP__ROUTING__MAX_ATTEMPTS", attempts.to_string());
-        }
-        processes.push(Process::start(
-            "proxy",
-            &dir.0,
+        let settings = match &options.settings {
+            Some(yaml) => {
+                let path = dir.0.join("mcp-server.yaml");
+                fs::write(&path, yaml).expect("written");
+                path
+            }
+            None => root.join("deploy/mcp-server.yaml"),
+        };
+        for (name, port) in GATEWAYS.into_iter().zip(&proxy_ports) {
+            let mut proxy = Command::new(env!("CARGO_BIN_EXE_mcp-proxy"));
             proxy
+                .arg("--config")
+                .arg(&settings)
+                .args(["--listen", &format!("127.0.0.1:{port}")])
                 .env(
                     "MCP__UPSTREAMS__PRIMARY__BASE_URL",
                     format!("http://127.0.0.1:{mock_port}/v1"),
@@ -209,13 +318,29 @@ impl Stack {
                 .env("MCP__LOG__FORMAT", "json")
                 .env("MCP__LOG__LEVEL", "warn")
                 .env_remove("OPENAI_API_KEY")
-                .env_remove("RUST_LOG"),
-        ));
+                .env_remove("REDIS_URL")
+                .env_remove("RUST_LOG");
+            if let Some(redis) = &redis {
+                // As compose sets them.
+                proxy
+                    .env("MCP__STATE__BACKEND", "redis")
+                    .env("REDIS_URL", redis.url());
+            }
+            for (key, value) in &options.env {
+                proxy.env(key, value);
+            }
+            processes.push(Process::start(name, &dir.0, &mut proxy));
+        }
+        let proxies: Vec<String> = proxy_ports
+            .iter()
+            .map(|port| format!("http://127.0.0.1:{port}"))
+            .collect();
         processes.push(Process::start(
             "loadgen",
             &dir.0,
             Command::new(workspace_binary("mcp-loadgen"))
-                .args(["run", "--target", &format!("http://127.0.0.1:{proxy_port}")])
+                // Each request to the next replica, as docker-compose.replicas.yml has it.
+                .args(["run", "--target", &proxies.join(",")])
                 .env("LOADGEN_API_KEYS", DEMO_KEYS)
                 .args(["--rate", RATE]),
         ));
@@ -246,6 +371,25 @@ impl Stack {
                 .arg("--cluster.listen-address="),
         ));
 
+        // The gateways Prometheus scrapes: the list compose mounts for this many replicas,
+        // each replica's service name mapped to its port.
+        let targets_file = match options.replicas {
+            1 => "prometheus/targets/mcp-server.yml",
+            _ => "prometheus/targets/replicas.yml",
+        };
+        let gateway_addresses = [
+            ("proxy:8080", proxy_ports[0]),
+            ("proxy-2:8083", proxy_ports.get(1).copied().unwrap_or(0)),
+        ];
+        let targets = substitute(
+            &fs::read_to_string(root.join(targets_file)).expect(targets_file),
+            &gateway_addresses[..options.replicas]
+                .iter()
+                .map(|&(from, port)| (from, format!("127.0.0.1:{port}")))
+                .collect::<Vec<_>>(),
+        );
+        let targets_path = dir.0.join("gateway-targets.yml");
+        fs::write(&targets_path, targets).expect("written");
         let rules = root.join("prometheus/rules").canonicalize().expect("rules");
         let prom_config = substitute(
             &fs::read_to_string(root.join("prometheus/prometheus.yml"))
@@ -260,7 +404,10 @@ impl Stack {
                     format!("evaluation_interval: {INTERVAL}"),
                 ),
                 ("rules/*.yml", format!("{}/*.yml", rules.display())),
-                ("proxy:8080", format!("127.0.0.1:{proxy_port}")),
+                (
+                    "files: [targets/mcp-server.yml]",
+                    format!("files: [{}]", targets_path.display()),
+                ),
                 ("alertmanager:9093", format!("127.0.0.1:{am_port}")),
                 ("localhost:9090", format!("127.0.0.1:{prom_port}")),
             ],
@@ -291,16 +438,29 @@ impl Stack {
                 format!("http://127.0.0.1:{mock_port}"),
                 format!("http://127.0.0.1:{secondary_port}"),
             ],
-            proxy: format!("http://127.0.0.1:{proxy_port}"),
+            proxies,
             prometheus: format!("http://127.0.0.1:{prom_port}"),
             alertmanager: format!("http://127.0.0.1:{am_port}"),
+            redis,
             processes,
         };
         stack.wait_until_up().await;
         stack
     }
 
-    async fn get_json(&self, url: &str) -> Option<Value> {
+    /// Kills the Redis server (SIGKILL: no chance to say goodbye to its clients).
+    pub(crate) fn kill_redis(&mut self) {
+        let redis = self.redis.as_mut().expect("a stack with Redis");
+        drop(redis.process.take().expect("Redis is running"));
+    }
+
+    /// Starts Redis again on the port it had, with its append-only file.
+    pub(crate) async fn restart_redis(&mut self) {
+        let redis = self.redis.as_mut().expect("a stack with Redis");
+        redis.start_again(&self.dir.0, "redis-restarted").await;
+    }
+
+    pub(crate) async fn get_json(&self, url: &str) -> Option<Value> {
         let response = self.http.get(url).send().await.ok()?;
         response.json().await.ok()
     }
@@ -314,7 +474,7 @@ impl Stack {
                 .as_ref()
                 .and_then(|t| t["data"]["activeTargets"].as_array().cloned())
                 .unwrap_or_default();
-            active.len() == 3 && active.iter().all(|t| t["health"] == "up")
+            active.len() == 2 + self.proxies.len() && active.iter().all(|t| t["health"] == "up")
         })
         .await;
         within(
@@ -325,10 +485,20 @@ impl Stack {
         .await;
     }
 
-    async fn query(&self, expr: &str) -> Vec<Value> {
+    pub(crate) async fn query(&self, expr: &str) -> Vec<Value> {
+        self.query_with(expr, &[]).await
+    }
+
+    /// `expr` evaluated at `time` (seconds since the epoch), as a rule evaluated then saw it.
+    pub(crate) async fn query_at(&self, expr: &str, time: f64) -> Vec<Value> {
+        self.query_with(expr, &[("time", format!("{time:.3}"))])
+            .await
+    }
+
+    async fn query_with(&self, expr: &str, params: &[(&str, String)]) -> Vec<Value> {
         let url = url::Url::parse_with_params(
             &format!("{}/api/v1/query", self.prometheus),
-            [("query", expr)],
+            std::iter::once(("query", expr)).chain(params.iter().map(|(k, v)| (*k, v.as_str()))),
         )
         .expect("a valid URL");
         let response = self.http.get(url).send().await.expect("Prometheus answers");
@@ -350,7 +520,16 @@ impl Stack {
     }
 
     /// Alerts Prometheus holds in `state` (`pending` or `firing`), by name.
-    async fn alerts(&self, state: &str) -> Vec<String> {
+    pub(crate) async fn alerts(&self, state: &str) -> Vec<String> {
+        self.alert_labels(state)
+            .await
+            .iter()
+            .filter_map(|labels| labels["alertname"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// The labels of each alert Prometheus holds in `state`.
+    pub(crate) async fn alert_labels(&self, state: &str) -> Vec<Value> {
         let body = self
             .get_json(&format!("{}/api/v1/alerts", self.prometheus))
             .await
@@ -360,13 +539,13 @@ impl Stack {
             .into_iter()
             .flatten()
             .filter(|a| a["state"] == state)
-            .filter_map(|a| a["labels"]["alertname"].as_str().map(str::to_owned))
+            .map(|a| a["labels"].clone())
             .collect()
     }
 
     /// Alerts Alertmanager holds, as (alertname, state); an inhibited alert is held too, as
     /// `suppressed`.
-    async fn alertmanager_alerts(&self) -> Vec<(String, String)> {
+    pub(crate) async fn alertmanager_alerts(&self) -> Vec<(String, String)> {
         let alerts = self
             .get_json(&format!("{}/api/v2/alerts", self.alertmanager))
             .await
@@ -402,7 +581,7 @@ impl Stack {
     }
 
     /// Patches (or, with `None`, resets) both mocks' fault profiles.
-    async fn set_faults(&self, patch: Option<Value>) {
+    pub(crate) async fn set_faults(&self, patch: Option<Value>) {
         for mock in &self.mocks {
             let url = format!("{mock}/admin/faults");
             let request = match &patch {
@@ -416,7 +595,7 @@ impl Stack {
 }
 
 /// Polls `check` every second until it holds; fails after `limit`.
-async fn within<F, Fut>(limit: Duration, what: &str, mut check: F) -> Duration
+pub(crate) async fn within<F, Fut>(limit: Duration, what: &str, mut check: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -431,14 +610,18 @@ where
     }
 }
 
-const HIGH_ERROR_RATE: &str = "McpServerHighErrorRate";
-const FAST_BURN: &str = "McpServerErrorBudgetBurnFast";
+pub(crate) const HIGH_ERROR_RATE: &str = "McpServerHighErrorRate";
+pub(crate) const FAST_BURN: &str = "McpServerErrorBudgetBurnFast";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_error_rate_alerts_fire_on_an_incident_and_resolve_after_it() {
     // One attempt per request: the incident's errors reach the clients, which is what the
     // error-rate alerts are about. (With retries, see the failover test below.)
-    let stack = Stack::start("alerts", Some(1)).await;
+    let stack = Stack::start(
+        "alerts",
+        Options::new().env("MCP__ROUTING__MAX_ATTEMPTS", 1),
+    )
+    .await;
 
     // 1. Normal traffic: nothing fires for a minute.
     let quiet_until = Instant::now() + Duration::from_secs(60);
@@ -547,13 +730,18 @@ fn served_by(summary: &Value, upstream: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_primary_costs_clients_nothing_and_gets_its_traffic_back_when_it_heals() {
-    let stack = Stack::start("failover", None).await;
+    let stack = Stack::start("failover", Options::new()).await;
     let log = stack.dir.0.join("failover.log");
     let out = fs::File::create(&log).expect("a log file");
     let status = Command::new(workspace_binary("mcp-loadgen"))
         .args(["--log-format", "json", "scenario", "failover"])
         .env("LOADGEN_API_KEYS", DEMO_KEYS)
-        .args(["--target", &stack.proxy, "--mock-admin", &stack.mocks[0]])
+        .args([
+            "--target",
+            &stack.proxies[0],
+            "--mock-admin",
+            &stack.mocks[0],
+        ])
         .args([
             "--rate",
             RATE,

@@ -7,6 +7,7 @@ mod dashboards;
 mod e2e;
 mod kubernetes;
 mod reload;
+mod replicas;
 mod run_script;
 mod secrets;
 mod shutdown;
