@@ -14,11 +14,11 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::json;
 
-use crate::usage::{AnthropicUsage, Usage};
+use crate::usage::{self, AnthropicUsage, Usage};
 
 #[derive(Deserialize)]
 struct UsagePeek {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "usage::object")]
     usage: Option<AnthropicUsage>,
 }
 
@@ -56,7 +56,7 @@ struct EventPeek<'a> {
     kind: Option<Cow<'a, str>>,
     #[serde(default)]
     message: Option<MessagePeek>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "usage::object")]
     usage: Option<AnthropicUsage>,
     #[serde(borrow, default)]
     error: Option<ErrorPeek<'a>>,
@@ -64,7 +64,7 @@ struct EventPeek<'a> {
 
 #[derive(Deserialize)]
 struct MessagePeek {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "usage::object")]
     usage: Option<AnthropicUsage>,
     #[serde(default, rename = "content")]
     _content: Option<IgnoredAny>,

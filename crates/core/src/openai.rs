@@ -11,8 +11,8 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::usage::OpenAiUsage;
 pub use crate::usage::Usage;
+use crate::usage::{self, OpenAiUsage};
 
 /// The fields of a client request the gateway routes on, in any of the APIs it serves
 /// (each reads `model` and `stream`; the others are absent where an API has no such field).
@@ -168,7 +168,7 @@ pub fn replace_model(body: &Bytes, model: &str) -> Result<Option<Bytes>, serde_j
 
 #[derive(Deserialize)]
 struct UsagePeek {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "usage::object")]
     usage: Option<OpenAiUsage>,
 }
 
@@ -196,7 +196,7 @@ pub struct ChunkSummary {
 struct ChunkPeek<'a> {
     #[serde(borrow, default)]
     choices: Option<Vec<ChoicePeek<'a>>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "usage::object")]
     usage: Option<OpenAiUsage>,
     #[serde(default)]
     error: Option<IgnoredAny>,

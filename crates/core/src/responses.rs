@@ -14,11 +14,11 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::json;
 
-use crate::usage::{ResponsesUsage, Usage};
+use crate::usage::{self, ResponsesUsage, Usage};
 
 #[derive(Deserialize)]
 struct UsagePeek<'a> {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "usage::object")]
     usage: Option<ResponsesUsage>,
     #[serde(borrow, default)]
     status: Option<Cow<'a, str>>,
@@ -108,7 +108,7 @@ struct EventPeek<'a> {
 
 #[derive(Deserialize)]
 struct ResponsePeek {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "usage::object")]
     usage: Option<ResponsesUsage>,
     #[serde(default, rename = "error")]
     _error: Option<IgnoredAny>,

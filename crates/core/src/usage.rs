@@ -9,8 +9,19 @@
 //! separate count. [`Usage`] is the one convention the metrics and the price table use:
 //! input includes every cached token, output includes every reasoning token, and the
 //! details are subsets of those totals. Reading a wire object allocates nothing.
+//!
+//! Reading is lenient: a count that is not a non-negative integer (a float, a string, a
+//! negative number, an object) or a usage object that is not an object reads as "not
+//! reported" instead of failing the answer that carries it. The answer is the client's and
+//! still reaches it; only the gateway's accounting of it is incomplete, and counted as such
+//! (`usage_missing_total` when neither input nor output could be read).
 
-use serde::Deserialize;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 /// What one request consumed, in the gateway's convention.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -48,32 +59,166 @@ impl Usage {
             .saturating_sub(self.cache_read)
             .saturating_sub(self.cache_write)
     }
+
+    /// Whether the upstream reported (readably) its input or its output.
+    pub fn is_reported(&self) -> bool {
+        self.input.is_some() || self.output.is_some()
+    }
+}
+
+/// Reads a token count: a non-negative integer, or `None` for whatever else stands there.
+/// For `#[serde(default, deserialize_with = "count")]` on an `Option<u64>`.
+pub(crate) fn count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    d.deserialize_any(CountVisitor)
+}
+
+struct CountVisitor;
+
+impl<'de> Visitor<'de> for CountVisitor {
+    type Value = Option<u64>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a token count")
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Some(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(u64::try_from(v).ok())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        count(d)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+/// Reads a usage object (or one of its details objects): `None` for `null`, the object's
+/// readable fields for an object (or an array, which serde reads by position), and nothing
+/// readable (`T::default()`) for a scalar where the object should be.
+/// For `#[serde(default, deserialize_with = "object")]` on an `Option<T>`.
+pub(crate) fn object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    d.deserialize_any(ObjectVisitor(PhantomData))
+}
+
+struct ObjectVisitor<T>(PhantomData<T>);
+
+impl<T> ObjectVisitor<T> {
+    fn unreadable<E>(self) -> Result<Option<T>, E>
+    where
+        T: Default,
+    {
+        Ok(Some(T::default()))
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Default> Visitor<'de> for ObjectVisitor<T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a usage object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(map)).map(Some)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        T::deserialize(SeqAccessDeserializer::new(seq)).map(Some)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        object(d)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        self.unreadable()
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        self.unreadable()
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        self.unreadable()
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        self.unreadable()
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        self.unreadable()
+    }
 }
 
 /// `cached_tokens` of OpenAI's prompt (or input) token details.
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
 pub struct CachedDetails {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub cached_tokens: Option<u64>,
 }
 
 /// `reasoning_tokens` of OpenAI's completion (or output) token details.
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
 pub struct ReasoningDetails {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub reasoning_tokens: Option<u64>,
 }
 
 /// `usage` of chat completions, completions and embeddings.
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
 pub struct OpenAiUsage {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub prompt_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub completion_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     pub prompt_tokens_details: Option<CachedDetails>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     pub completion_tokens_details: Option<ReasoningDetails>,
 }
 
@@ -99,13 +244,13 @@ impl From<OpenAiUsage> for Usage {
 /// `usage` of the Responses API.
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
 pub struct ResponsesUsage {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub input_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub output_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     pub input_tokens_details: Option<CachedDetails>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     pub output_tokens_details: Option<ReasoningDetails>,
 }
 
@@ -132,13 +277,13 @@ impl From<ResponsesUsage> for Usage {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub struct AnthropicUsage {
     /// The input tokens that were neither read from nor written to the cache.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub input_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub output_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub cache_read_input_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub cache_creation_input_tokens: Option<u64>,
 }
 
@@ -228,5 +373,61 @@ mod tests {
             ..Usage::default()
         };
         assert_eq!(u.uncached_input(), 0);
+    }
+
+    #[test]
+    fn a_count_that_is_not_a_non_negative_integer_reads_as_unreported() {
+        let read = |json: &str| Usage::from(serde_json::from_str::<OpenAiUsage>(json).unwrap());
+        for odd in [
+            "-1",
+            "2.5",
+            "1e3",
+            "\"12\"",
+            "true",
+            "null",
+            "[]",
+            "[1]",
+            "{}",
+            "{\"n\":1}",
+            "18446744073709551616",
+        ] {
+            let u = read(&format!(
+                r#"{{"prompt_tokens":{odd},"completion_tokens":3,
+                    "completion_tokens_details":{{"reasoning_tokens":{odd}}}}}"#
+            ));
+            assert_eq!(
+                (u.input, u.output, u.reasoning),
+                (None, Some(3), 0),
+                "{odd}"
+            );
+            assert!(u.is_reported());
+        }
+        let u = read(r#"{"prompt_tokens":"1","completion_tokens":-3}"#);
+        assert!(!u.is_reported());
+    }
+
+    #[test]
+    fn a_usage_or_details_value_that_is_not_an_object_reads_as_nothing_reported() {
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(default, deserialize_with = "object")]
+            usage: Option<AnthropicUsage>,
+        }
+        let read = |json: &str| serde_json::from_str::<Answer>(json).unwrap().usage;
+        for scalar in ["0", "-4", "0.5", "\"none\"", "false"] {
+            let usage = read(&format!(r#"{{"usage":{scalar}}}"#)).expect(scalar);
+            assert!(!Usage::from(usage).is_reported(), "{scalar}");
+        }
+        assert_eq!(read(r#"{"usage":null}"#), None);
+        assert_eq!(read("{}"), None);
+        let usage = read(r#"{"usage":{"input_tokens":4,"output_tokens":{"n":5}}}"#).unwrap();
+        assert_eq!((usage.input_tokens, usage.output_tokens), (Some(4), None));
+        let details = serde_json::from_str::<OpenAiUsage>(
+            r#"{"prompt_tokens":8,"prompt_tokens_details":"cached","completion_tokens_details":7}"#,
+        )
+        .unwrap();
+        assert_eq!(Usage::from(details).cache_read, 0);
+        // A body that is not JSON is still an error: only its usage is read leniently.
+        assert!(serde_json::from_str::<Answer>(r#"{"usage":{"input_tokens":4"#).is_err());
     }
 }

@@ -62,7 +62,7 @@ pub struct Exchange {
     own_work: Duration,
     first_token: Option<Instant>,
     last_token: Option<Instant>,
-    content_chunks: u64,
+    content_events: u64,
     /// The whole answer was handed over; dropping before this means the client left.
     complete: bool,
     /// The answer is a response created in the background: its usage comes later, so an
@@ -95,7 +95,7 @@ impl Exchange {
             own_work: Duration::ZERO,
             first_token: None,
             last_token: None,
-            content_chunks: 0,
+            content_events: 0,
             complete: false,
             usage_not_due: false,
         }
@@ -222,8 +222,10 @@ impl Exchange {
         self.usage = Some(usage);
     }
 
-    /// A chunk with generated content was handed to the client at `at`.
-    pub fn content_written(&mut self, at: Instant) {
+    /// A chunk with `events` events of generated content was handed to the client at `at`
+    /// (time to first token and inter-token latency are per chunk written; the estimate of a
+    /// stream's output without usage is per event).
+    pub fn content_written(&mut self, at: Instant, events: u64) {
         let gateway = &self.state.metrics.gateway;
         if let Some(model) = self.model {
             match self.last_token {
@@ -237,7 +239,7 @@ impl Exchange {
         }
         self.first_token.get_or_insert(at);
         self.last_token = Some(at);
-        self.content_chunks += 1;
+        self.content_events += events;
     }
 
     /// The answer (or its head, for a stream) goes out with `status`.
@@ -282,9 +284,9 @@ impl Exchange {
             return None;
         }
         // A stream that ended without its output count (no usage chunk, no terminal event, no
-        // `message_delta`): count what was relayed, one token per content chunk (what the
+        // `message_delta`): count what was relayed, one token per content event (what the
         // servers send), beside whatever input the stream did report.
-        let estimated_output = (self.content_chunks > 0).then_some(self.content_chunks);
+        let estimated_output = (self.content_events > 0).then_some(self.content_events);
         let usage = match self.usage {
             Some(mut usage) if self.stream && usage.output.is_none() => {
                 usage.output = estimated_output;
@@ -301,7 +303,8 @@ impl Exchange {
             metrics.usage.record(model, upstream, usage, pricing);
         }
         let succeeded = (200..300).contains(&status) && self.error.is_none();
-        if self.usage.is_none() && succeeded && self.complete && !self.usage_not_due {
+        let reported = self.usage.is_some_and(|u| u.is_reported());
+        if !reported && succeeded && self.complete && !self.usage_not_due {
             metrics.usage.record_missing(self.endpoint, upstream);
         }
         usage.map(|u| {

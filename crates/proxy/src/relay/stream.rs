@@ -206,7 +206,7 @@ impl SseRelay {
     fn relay(&mut self, chunk: Bytes) -> Option<Bytes> {
         let run = self.splitter.push(chunk)?;
         let mut kept: Option<BytesMut> = None;
-        let mut content = false;
+        let mut content = 0;
         let mut offset = 0;
         for event in sse::events(&run) {
             let start = offset;
@@ -228,7 +228,7 @@ impl SseRelay {
                             };
                             return Some(self.cut_short(before, Break::UpstreamErrorEvent));
                         }
-                        content |= seen.content;
+                        content += u64::from(seen.content);
                         seen.keep
                     }
                     Err(_) => {
@@ -248,8 +248,8 @@ impl SseRelay {
                 (None, false) => kept = Some(BytesMut::from(&run[..start])),
             }
         }
-        if content {
-            self.exchange.content_written(Instant::now());
+        if content > 0 {
+            self.exchange.content_written(Instant::now(), content);
         }
         let out = kept.map_or(run, BytesMut::freeze);
         (!out.is_empty()).then_some(out)

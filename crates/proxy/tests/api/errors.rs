@@ -352,6 +352,72 @@ async fn an_unparseable_upstream_body_gives_502() {
     assert_eq!(m.get("mcp_server_token_usage_total", &[]), 0.0);
 }
 
+/// A gateway behind `raw_upstream` answering `body` to every request.
+async fn spawn_answering(content_type: &'static str, body: &[u8]) -> TestApp {
+    let mut options = Spawn::default();
+    options.upstream = Some(raw_upstream(content_type, vec![body.to_vec()]).await);
+    spawn(options).await
+}
+
+// An answer is the client's even when its usage is not what the gateway can count: it is
+// relayed as it came, what can be read is counted, and nothing readable is missing usage.
+#[tokio::test]
+async fn an_answer_whose_usage_cannot_be_read_still_reaches_the_client_unchanged() {
+    let answer = br#"{"id":"chatcmpl-1","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":"12","completion_tokens":2.5,"prompt_tokens_details":7}}"#;
+    let app = spawn_answering("application/json", answer).await;
+    let response = app.chat(&chat_body(CHAT_MODEL)).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().await.unwrap(), &answer[..]);
+    let m = app.scrape().await;
+    let success = [("outcome", "success")];
+    assert_eq!(m.get("mcp_server_upstream_requests_total", &success), 1.0);
+    assert_eq!(m.get("mcp_server_token_usage_total", &[]), 0.0);
+    let chat = [("endpoint", "/v1/chat/completions")];
+    assert_eq!(m.get("mcp_server_usage_missing_total", &chat), 1.0);
+
+    // A count that can be read is counted beside one that cannot, and nothing is missing.
+    let answer = br#"{"id":"chatcmpl-2","object":"chat.completion","model":"m","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":-1,"completion_tokens_details":[]}}"#;
+    let app = spawn_answering("application/json", answer).await;
+    let response = app.chat(&chat_body(CHAT_MODEL)).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().await.unwrap(), &answer[..]);
+    let m = app.scrape().await;
+    let prompt = [("type", "prompt")];
+    assert_eq!(m.get("mcp_server_token_usage_total", &prompt), 12.0);
+    let completion = [("type", "completion")];
+    assert_eq!(m.get("mcp_server_token_usage_total", &completion), 0.0);
+    assert_eq!(m.get("mcp_server_usage_missing_total", &chat), 0.0);
+}
+
+#[tokio::test]
+async fn a_stream_whose_usage_cannot_be_read_is_relayed_whole_and_its_output_estimated() {
+    let stream = concat!(
+        r#"data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hi"}}]}"#,
+        "\n\n",
+        r#"data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" there"}}]}"#,
+        "\n\n",
+        r#"data: {"id":"c1","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":"2 tokens"}}"#,
+        "\n\n",
+        "data: [DONE]\n\n"
+    );
+    let app = spawn_answering("text/event-stream", stream.as_bytes()).await;
+    let mut body = chat_body(CHAT_MODEL);
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let response = app.chat(&body).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), stream);
+    let m = app.scrape().await;
+    let success = [("outcome", "success")];
+    assert_eq!(m.get("mcp_server_upstream_requests_total", &success), 1.0);
+    let prompt = [("type", "prompt")];
+    assert_eq!(m.get("mcp_server_token_usage_total", &prompt), 9.0);
+    // One token per content chunk relayed, as for a stream without its output count.
+    let completion = [("type", "completion")];
+    assert_eq!(m.get("mcp_server_token_usage_total", &completion), 2.0);
+    assert_eq!(m.get("mcp_server_usage_missing_total", &[]), 0.0);
+}
+
 /// What `mcp_server_upstream_requests_total{outcome="malformed"}` and the client see when an
 /// answer is over `upstream.max_response_bytes`.
 async fn assert_refused_as_too_large(app: &TestApp, limit: usize) {
