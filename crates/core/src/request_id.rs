@@ -29,7 +29,13 @@ impl RequestId {
 
     /// `req_` and 32 hexadecimal digits, as OpenAI's ids look.
     pub fn mint() -> Self {
-        Self(Bytes::from(format!("req_{:032x}", fastrand::u128(..))))
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut id = *b"req_00000000000000000000000000000000";
+        let random = fastrand::u128(..);
+        for (i, digit) in id[4..].iter_mut().enumerate() {
+            *digit = DIGITS[(random >> (124 - 4 * i) & 0xf) as usize];
+        }
+        Self(Bytes::copy_from_slice(&id))
     }
 
     fn usable(id: &[u8]) -> bool {
@@ -70,5 +76,9 @@ mod tests {
             assert_eq!(minted.as_str().len(), 36);
         }
         assert_ne!(RequestId::mint(), RequestId::mint());
+        let minted = RequestId::mint();
+        let digits = minted.as_str().strip_prefix("req_").unwrap();
+        let value = u128::from_str_radix(digits, 16).unwrap();
+        assert_eq!(format!("{value:032x}"), digits);
     }
 }

@@ -60,6 +60,8 @@ impl Drop for GateSlot {
     }
 }
 
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
 /// The key a request presents: `Authorization: Bearer <key>`, or `x-api-key` as Anthropic's
 /// clients send it. `Ok(None)` when the gateway has no keys (it is open).
 pub fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Option<KeyId>, ApiError> {
@@ -76,7 +78,7 @@ pub fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Option<KeyId>
         })
         .or_else(|| {
             headers
-                .get("x-api-key")
+                .get(X_API_KEY)
                 .and_then(|v| v.to_str().ok())
                 .map(str::trim)
         })

@@ -91,10 +91,7 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let sent = req
-            .headers()
-            .get(request_id::CLIENT_HEADER)
-            .map(|v| v.as_bytes());
+        let sent = req.headers().get(CLIENT_REQUEST_ID).map(|v| v.as_bytes());
         let id = RequestId::from_client(sent);
         // The HTTP layer refuses heads past its own fixed limits (96 headers, 128 KiB) with a
         // bare 431; below those, the configured limit answers in the client's API's shape.
@@ -164,10 +161,13 @@ where
     }
 }
 
+const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static(request_id::CLIENT_HEADER);
+const GATEWAY_REQUEST_ID: HeaderName = HeaderName::from_static(request_id::GATEWAY_HEADER);
+
 /// `x-mcp-request-id` on an answer.
 fn insert_id(headers: &mut actix_web::http::header::HeaderMap, id: &RequestId) {
     if let Ok(id) = HeaderValue::from_maybe_shared(id.as_bytes().clone()) {
-        headers.insert(HeaderName::from_static(request_id::GATEWAY_HEADER), id);
+        headers.insert(GATEWAY_REQUEST_ID, id);
     }
 }
 

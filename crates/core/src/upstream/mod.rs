@@ -240,7 +240,7 @@ impl UpstreamClient {
         if let Some(id) = request_id
             && let Ok(value) = HeaderValue::from_maybe_shared(id.as_bytes().clone())
         {
-            headers.insert(HeaderName::from_static(request_id::CLIENT_HEADER), value);
+            headers.insert(REQUEST_ID, value);
         }
         self.exchange(request, deadline).await
     }
@@ -321,6 +321,8 @@ impl UpstreamClient {
 }
 
 const USER_AGENT_VALUE: &str = concat!("mcp-server/", env!("CARGO_PKG_VERSION"));
+/// The request's id, sent upstream.
+const REQUEST_ID: HeaderName = HeaderName::from_static(request_id::CLIENT_HEADER);
 
 /// An upstream's answer whose headers have arrived and whose body has not been read.
 #[derive(Debug)]

@@ -152,11 +152,11 @@ async fn proxy(
 pub(crate) fn insert_served_headers(exchange: &Exchange, builder: &mut HttpResponseBuilder) {
     if let Some((upstream, model)) = exchange.served() {
         let state = exchange.state();
-        if let Ok(name) = HeaderValue::from_str(state.upstream(upstream).client.name()) {
-            builder.insert_header((SERVED_BY_UPSTREAM, name));
+        if let Some(name) = &state.upstream(upstream).served_by {
+            builder.insert_header((SERVED_BY_UPSTREAM, name.clone()));
         }
-        if let Ok(name) = HeaderValue::from_str(state.routes.catalog().label(model)) {
-            builder.insert_header((SERVED_BY_MODEL, name));
+        if let Some(Some(name)) = state.served_model.get(model.index()) {
+            builder.insert_header((SERVED_BY_MODEL, name.clone()));
         }
     }
     if exchange.attempts() > 0 {
@@ -183,36 +183,36 @@ fn served_headers(exchange: &Exchange, error: ApiError) -> ApiError {
 /// Upstream headers a client may rely on; everything else (connection management, server
 /// identity, cookies) stays between the gateway and the upstream. One list per kind of
 /// upstream, so that an OpenAI answer is checked against OpenAI's headers only.
-const RELAYED_OPENAI_HEADERS: &[&str] = &[
-    "content-type",
-    "retry-after",
-    "x-request-id",
-    "openai-processing-ms",
-    "x-ratelimit-limit-requests",
-    "x-ratelimit-limit-tokens",
-    "x-ratelimit-remaining-requests",
-    "x-ratelimit-remaining-tokens",
-    "x-ratelimit-reset-requests",
-    "x-ratelimit-reset-tokens",
+static RELAYED_OPENAI_HEADERS: [HeaderName; 10] = [
+    HeaderName::from_static("content-type"),
+    HeaderName::from_static("retry-after"),
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("openai-processing-ms"),
+    HeaderName::from_static("x-ratelimit-limit-requests"),
+    HeaderName::from_static("x-ratelimit-limit-tokens"),
+    HeaderName::from_static("x-ratelimit-remaining-requests"),
+    HeaderName::from_static("x-ratelimit-remaining-tokens"),
+    HeaderName::from_static("x-ratelimit-reset-requests"),
+    HeaderName::from_static("x-ratelimit-reset-tokens"),
 ];
-const RELAYED_ANTHROPIC_HEADERS: &[&str] = &[
-    "content-type",
-    "retry-after",
-    "request-id",
+static RELAYED_ANTHROPIC_HEADERS: [HeaderName; 16] = [
+    HeaderName::from_static("content-type"),
+    HeaderName::from_static("retry-after"),
+    HeaderName::from_static("request-id"),
     // Anthropic's SDKs retry, or not, as the API says.
-    "x-should-retry",
-    "anthropic-ratelimit-requests-limit",
-    "anthropic-ratelimit-requests-remaining",
-    "anthropic-ratelimit-requests-reset",
-    "anthropic-ratelimit-tokens-limit",
-    "anthropic-ratelimit-tokens-remaining",
-    "anthropic-ratelimit-tokens-reset",
-    "anthropic-ratelimit-input-tokens-limit",
-    "anthropic-ratelimit-input-tokens-remaining",
-    "anthropic-ratelimit-input-tokens-reset",
-    "anthropic-ratelimit-output-tokens-limit",
-    "anthropic-ratelimit-output-tokens-remaining",
-    "anthropic-ratelimit-output-tokens-reset",
+    HeaderName::from_static("x-should-retry"),
+    HeaderName::from_static("anthropic-ratelimit-requests-limit"),
+    HeaderName::from_static("anthropic-ratelimit-requests-remaining"),
+    HeaderName::from_static("anthropic-ratelimit-requests-reset"),
+    HeaderName::from_static("anthropic-ratelimit-tokens-limit"),
+    HeaderName::from_static("anthropic-ratelimit-tokens-remaining"),
+    HeaderName::from_static("anthropic-ratelimit-tokens-reset"),
+    HeaderName::from_static("anthropic-ratelimit-input-tokens-limit"),
+    HeaderName::from_static("anthropic-ratelimit-input-tokens-remaining"),
+    HeaderName::from_static("anthropic-ratelimit-input-tokens-reset"),
+    HeaderName::from_static("anthropic-ratelimit-output-tokens-limit"),
+    HeaderName::from_static("anthropic-ratelimit-output-tokens-remaining"),
+    HeaderName::from_static("anthropic-ratelimit-output-tokens-reset"),
 ];
 
 /// The headers to relay from an upstream answer, in one pass over them; on the way, the
@@ -223,13 +223,13 @@ pub(crate) fn relayed_headers(
     response: &UpstreamResponse,
 ) -> Vec<(HeaderName, HeaderValue)> {
     let known_headers = match state.upstream(upstream).client.kind() {
-        UpstreamKind::OpenAi => RELAYED_OPENAI_HEADERS,
-        UpstreamKind::Anthropic => RELAYED_ANTHROPIC_HEADERS,
+        UpstreamKind::OpenAi => &RELAYED_OPENAI_HEADERS[..],
+        UpstreamKind::Anthropic => &RELAYED_ANTHROPIC_HEADERS[..],
     };
     let mut relayed = Vec::with_capacity(known_headers.len());
     for (name, value) in response.headers() {
         let name = name.as_str();
-        let Some(known) = known_headers.iter().find(|known| **known == name) else {
+        let Some(known) = known_headers.iter().find(|known| known.as_str() == name) else {
             continue;
         };
         let kind = match name {
@@ -252,7 +252,7 @@ pub(crate) fn relayed_headers(
                 .set_ratelimit_remaining(upstream, kind, remaining);
         }
         if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
-            relayed.push((HeaderName::from_static(known), value));
+            relayed.push((known.clone(), value));
         }
     }
     relayed

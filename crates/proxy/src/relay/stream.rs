@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use actix_web::HttpResponse;
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue};
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use mcp_core::ErrorType;
@@ -31,6 +31,9 @@ use super::events::{End, Wire};
 use super::{ErrorChain, Exchange, insert_served_headers, relayed_headers};
 use crate::error::ApiError;
 use crate::shutdown::Closing;
+
+/// Tells buffering reverse proxies in front of the gateway not to hold events back.
+const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 
 /// Adds `"stream_options":{"include_usage":true}` to a streamed request so that the upstream
 /// reports usage. The body is spliced, not re-serialised, unless the client sent
@@ -87,8 +90,7 @@ pub(super) fn respond(
     builder
         .insert_header((CONTENT_TYPE, HeaderValue::from_static("text/event-stream")))
         .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-cache")))
-        // Tells buffering reverse proxies in front of the gateway not to hold events back.
-        .insert_header(("x-accel-buffering", HeaderValue::from_static("no")));
+        .insert_header((X_ACCEL_BUFFERING, HeaderValue::from_static("no")));
     let idle_timeout = exchange
         .state()
         .upstream(attempt.upstream())

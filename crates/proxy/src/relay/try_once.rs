@@ -197,10 +197,12 @@ fn upstream_body(
 /// The upstream's own request id (visible ASCII only), which its support asks for:
 /// OpenAI's `x-request-id`, Anthropic's `request-id`.
 pub(super) fn request_id(response: &UpstreamResponse) -> Option<Box<str>> {
+    const OPENAI: http::HeaderName = http::HeaderName::from_static("x-request-id");
+    const ANTHROPIC: http::HeaderName = http::HeaderName::from_static("request-id");
     let headers = response.headers();
     headers
-        .get("x-request-id")
-        .or_else(|| headers.get("request-id"))
+        .get(OPENAI)
+        .or_else(|| headers.get(ANTHROPIC))
         .and_then(|id| id.to_str().ok())
         .map(Box::from)
 }

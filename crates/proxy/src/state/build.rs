@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use actix_web::http::header::HeaderValue;
 use bytes::Bytes;
 use mcp_core::clock::Clock;
 use mcp_core::metrics::{LabelSets, Metrics, label_values};
@@ -120,6 +121,7 @@ impl AppState {
                 ),
                 limit: ConcurrencyLimit::new(plan.concurrency, metrics.routing.in_flight_gauge(id)),
                 stream_idle_timeout: plan.stream_idle_timeout,
+                served_by: HeaderValue::from_str(&plan.name).ok(),
                 client: Arc::new(client),
                 key,
                 plan,
@@ -284,7 +286,14 @@ impl AppState {
             .unwrap_or(budget.usd);
             metrics.keys.set_budget(i, budget.usd, remaining);
         }
+        let served_model = routes
+            .catalog()
+            .labels()
+            .iter()
+            .map(|label| HeaderValue::from_str(label).ok())
+            .collect();
         Ok(AppState {
+            served_model,
             routes,
             upstreams,
             breakers,

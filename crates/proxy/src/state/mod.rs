@@ -14,6 +14,7 @@ pub use build::{BuildError, Shared};
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::http::header::HeaderValue;
 use bytes::Bytes;
 use mcp_core::ModelId;
 use mcp_core::clock::Clock;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub default_max_tokens: u64,
     /// Per-key series; off, every key counts under one label value.
     pub key_label: bool,
+    /// By `ModelId`: the model's name as the `x-mcp-model` value of the answers it serves.
+    pub served_model: Vec<Option<HeaderValue>>,
 }
 
 /// Where the limits are kept: in this process, or in the shared store.
@@ -112,6 +115,8 @@ pub struct Upstream {
     pub health: UpstreamHealth,
     pub limit: ConcurrencyLimit,
     pub stream_idle_timeout: Duration,
+    /// Its name as the `x-mcp-upstream` value of the answers it serves.
+    pub served_by: Option<HeaderValue>,
 }
 
 impl AppState {
