@@ -798,6 +798,79 @@ fn broken_selections(objects: &[Value]) -> Vec<String> {
     problems
 }
 
+/// `/metrics` stays off the port clients reach: the gateway has an admin listener on a port
+/// its container declares; every ServiceMonitor scrapes that port; and only Services a
+/// ServiceMonitor selects expose it.
+fn metrics_on_the_api_port(objects: &[Value]) -> Vec<String> {
+    let settings = match load_settings(objects) {
+        Ok(settings) => settings,
+        Err(e) => return vec![format!("the gateway's settings: {e:#}")],
+    };
+    let Some(admin) = settings.server.admin_listen else {
+        return vec![
+            "the gateway serves /metrics on its API port: server.admin_listen is unset".to_owned(),
+        ];
+    };
+    let mut problems = Vec::new();
+    let mut names = BTreeSet::new();
+    for (owner, _, container) in gateways(objects) {
+        let declared = list(&container["ports"])
+            .iter()
+            .find(|p| p["containerPort"].as_u64() == Some(u64::from(admin.port())));
+        match declared.and_then(|p| p["name"].as_str()) {
+            Some(name) => {
+                names.insert(name.to_owned());
+            }
+            None => problems.push(format!(
+                "{owner}: no named container port {} for server.admin_listen {admin}",
+                admin.port()
+            )),
+        }
+    }
+    let targets_admin = |port: &Value| {
+        let target = if port["targetPort"].is_null() {
+            &port["port"]
+        } else {
+            &port["targetPort"]
+        };
+        target.as_u64() == Some(u64::from(admin.port()))
+            || target.as_str().is_some_and(|name| names.contains(name))
+    };
+    let mut monitored = BTreeSet::new();
+    for monitor in of_kind(objects, "ServiceMonitor") {
+        let selector = &monitor["spec"]["selector"]["matchLabels"];
+        for service in
+            of_kind(objects, "Service").filter(|s| selects(selector, &s["metadata"]["labels"]))
+        {
+            monitored.insert(name(service));
+            for endpoint in list(&monitor["spec"]["endpoints"]) {
+                let scraped = list(&service["spec"]["ports"])
+                    .iter()
+                    .find(|p| p["name"] == endpoint["port"]);
+                if !scraped.is_some_and(&targets_admin) {
+                    problems.push(format!(
+                        "{}: scrapes port {} of {}, not the admin listener ({admin})",
+                        describe(monitor),
+                        endpoint["port"],
+                        describe(service)
+                    ));
+                }
+            }
+        }
+    }
+    for service in of_kind(objects, "Service") {
+        if !monitored.contains(name(service))
+            && list(&service["spec"]["ports"]).iter().any(targets_admin)
+        {
+            problems.push(format!(
+                "{}: exposes the admin listener ({admin}) to whoever reaches it",
+                describe(service)
+            ));
+        }
+    }
+    problems
+}
+
 /// The gateway stays available through disruptions: an autoscaler (autoscaling/v2) keeps two
 /// replicas at least and owns the count (the Deployment sets none, or every apply would reset
 /// it); a PodDisruptionBudget covers its pods; and its pods spread over nodes, with
@@ -924,6 +997,11 @@ fn the_gateway_accepts_its_settings_and_every_in_cluster_upstream_is_a_service()
 #[test]
 fn services_monitors_and_deployments_select_what_they_are_meant_to() {
     assert_clean(broken_selections);
+}
+
+#[test]
+fn metrics_are_served_and_scraped_on_the_admin_listener_not_on_the_api_port() {
+    assert_clean(metrics_on_the_api_port);
 }
 
 #[test]
@@ -1363,7 +1441,7 @@ fn every_check_catches_what_it_is_for() {
             broken_selections,
             |o| {
                 object_mut(o, "ServiceMonitor", "mcp-server")["spec"]["endpoints"][0]["port"] =
-                    json!("metrics");
+                    json!("http");
             },
         ),
         (
@@ -1388,6 +1466,35 @@ fn every_check_catches_what_it_is_for() {
             object_mut(o, "HorizontalPodAutoscaler", "mcp-server")["spec"]["scaleTargetRef"]["name"] =
                 json!("mcp");
         }),
+        ("/metrics on the API port", metrics_on_the_api_port, |o| {
+            set_env(gateway_mut(o), "MCP__SERVER__ADMIN_LISTEN", None);
+        }),
+        (
+            "an admin listener on a port the container does not declare",
+            metrics_on_the_api_port,
+            |o| {
+                let entry = json!({"name": "MCP__SERVER__ADMIN_LISTEN", "value": "0.0.0.0:9465"});
+                set_env(gateway_mut(o), "MCP__SERVER__ADMIN_LISTEN", Some(entry));
+            },
+        ),
+        (
+            "a ServiceMonitor scraping the API port",
+            metrics_on_the_api_port,
+            |o| {
+                let ports = &mut object_mut(o, "Service", "mcp-server-metrics")["spec"]["ports"];
+                ports[0]["targetPort"] = json!("http");
+            },
+        ),
+        (
+            "the admin listener on the clients' Service",
+            metrics_on_the_api_port,
+            |o| {
+                let ports = object_mut(o, "Service", "mcp-server")["spec"]["ports"]
+                    .as_array_mut()
+                    .unwrap();
+                ports.push(json!({"name": "admin", "port": 9464, "targetPort": "metrics"}));
+            },
+        ),
         ("a single replica", availability_gaps, |o| {
             object_mut(o, "HorizontalPodAutoscaler", "mcp-server")["spec"]["minReplicas"] =
                 json!(1);
