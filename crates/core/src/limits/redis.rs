@@ -8,7 +8,7 @@
 //! made in the background and remade by the client when it breaks; the limits are shared
 //! again as soon as Redis answers.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -63,7 +63,13 @@ pub struct RedisLimiter {
     owed: Mutex<Vec<f64>>,
     /// `metrics.state`: errors, time and reachability of the store.
     metrics: Arc<Metrics>,
+    /// Calls in a row that got no answer within the timeout: a store that accepts
+    /// connections but does not answer (paused, swapping, stopped) is down too.
+    timeouts_in_a_row: AtomicU32,
 }
+
+/// Calls in a row without an answer after which the store counts as down.
+const TIMEOUTS_UNTIL_DOWN: u32 = 3;
 
 /// One operation's name: the script's first argument and the `op` label.
 #[derive(Debug, Clone, Copy)]
@@ -146,6 +152,7 @@ impl RedisLimiter {
             fallback,
             owed: Mutex::new(owed),
             metrics,
+            timeouts_in_a_row: AtomicU32::new(0),
         };
         limiter.connect_in_background();
         Ok(limiter)
@@ -217,12 +224,15 @@ impl RedisLimiter {
         self.metrics.state.observe(op.as_str(), started.elapsed());
         match result {
             Ok(Ok(value)) => {
+                self.timeouts_in_a_row.store(0, Ordering::Relaxed);
                 self.metrics.state.set_up(true);
                 Ok(value)
             }
             Ok(Err(e)) => {
                 self.metrics.state.record_error(op.as_str());
-                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                if e.is_timeout() {
+                    self.timed_out();
+                } else if e.is_io_error() || e.is_connection_dropped() {
                     self.metrics.state.set_up(false);
                 }
                 tracing::warn!(
@@ -234,8 +244,16 @@ impl RedisLimiter {
             }
             Err(_) => {
                 self.metrics.state.record_error(op.as_str());
+                self.timed_out();
                 Err("timed out")
             }
+        }
+    }
+
+    /// A call got no answer in time; the store is down after a few in a row.
+    fn timed_out(&self) {
+        if self.timeouts_in_a_row.fetch_add(1, Ordering::Relaxed) + 1 >= TIMEOUTS_UNTIL_DOWN {
+            self.metrics.state.set_up(false);
         }
     }
 

@@ -406,6 +406,57 @@ async fn while_redis_cannot_answer_budgets_start_from_the_shared_spend_and_what_
     );
 }
 
+// A Redis that holds its connections but answers nothing (here `CLIENT PAUSE`; a stopped or
+// swapping server alike) is down once three calls in a row timed out, and up again with the
+// first answer.
+#[tokio::test]
+async fn a_redis_that_stops_answering_is_down_after_three_timeouts_and_up_with_an_answer() {
+    let redis = Redis::start().await;
+    let limits = LimitSettings {
+        requests_per_minute: Some(1000),
+        ..LimitSettings::default()
+    };
+    let app = gateway_waiting(
+        &redis,
+        &unique("paused"),
+        key(limits, None),
+        OnErrorSetting::FailOpen,
+        100,
+    )
+    .await;
+    assert_eq!(chat(&app).await.status(), 200);
+    assert_eq!(
+        redis_command(redis.port, &["CLIENT", "PAUSE", "3000", "ALL"]),
+        "+OK"
+    );
+    // Each request's admission times out (fail-open serves it, and settles it in process):
+    // one call without an answer per request.
+    for (request, up) in [(1, 1.0), (2, 1.0), (3, 0.0)] {
+        assert_eq!(chat(&app).await.status(), 200);
+        let m = app.scrape().await;
+        let admit = [("op", "admit")];
+        assert_eq!(
+            m.get("mcp_server_state_backend_errors_total", &admit),
+            f64::from(request)
+        );
+        assert_eq!(
+            m.get("mcp_server_state_backend_up", &[]),
+            up,
+            "after {request}"
+        );
+    }
+    let port = redis.port;
+    assert_eq!(
+        tokio::task::spawn_blocking(move || redis_command(port, &["PING"]))
+            .await
+            .unwrap(),
+        "+PONG"
+    );
+    assert_eq!(chat(&app).await.status(), 200);
+    let m = app.scrape().await;
+    assert_eq!(m.get("mcp_server_state_backend_up", &[]), 1.0);
+}
+
 #[tokio::test]
 async fn the_store_gauge_exists_only_where_a_store_is_used() {
     let memory = spawn(Spawn::default()).await;
