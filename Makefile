@@ -9,7 +9,7 @@ MOCK_LISTEN ?= 127.0.0.1:8081
 SECONDARY_LISTEN ?= 127.0.0.1:8082
 export PROXY_LISTEN MOCK_LISTEN SECONDARY_LISTEN
 
-.PHONY: help run up down build release test bench fuzz lint fmt deps check-monitoring clean
+.PHONY: help run up down build release test bench bench-instructions fuzz lint fmt deps check-monitoring clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ lint: ## rustfmt and clippy, warnings are errors
 
 bench: ## Side-by-side benchmark, direct vs through the gateway (~10 min; BASELINE=REV adds that revision's gateway): table on stdout, JSON in bench/results/
 	python3 bench/run.py $(if $(BASELINE),--baseline-rev $(BASELINE))
+
+bench-instructions: ## Instructions per request under callgrind, open and keyed gateway (~1 min; BASELINE=REV adds that revision's): repeatable to a fraction of a per cent
+	python3 bench/instructions.py $(if $(BASELINE),--baseline-rev $(BASELINE))
 
 # Seconds per fuzz target, and the targets (every file in fuzz/fuzz_targets).
 FUZZ_SECS ?= 60
