@@ -7,7 +7,6 @@ use std::ops::Range;
 
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
-use serde_json::Value;
 
 /// A JSON value. Objects are member lists, not maps: the order of members and a repeated name
 /// are part of the text under test.
@@ -330,15 +329,7 @@ pub fn damage(bytes: &[u8], edits: &[Edit]) -> Vec<u8> {
     out
 }
 
-/// A member of `v` as serde's derived `Deserialize` reads a struct: from an object by name,
-/// and from an array by position (in the order the struct declares its fields). No upstream
-/// writes the array form, but a reader that accepts it must agree with the parser there too.
-pub fn field<'v>(v: &'v Value, name: &str, position: usize) -> Option<&'v Value> {
-    match v {
-        Value::Array(items) => items.get(position),
-        _ => v.get(name),
-    }
-}
+pub use crate::oracle::field;
 
 /// Bytes as text in a failure message.
 pub fn show(bytes: &[u8]) -> String {

@@ -12,6 +12,7 @@
 #![allow(unreachable_pub, clippy::unwrap_used)]
 
 mod json;
+mod oracle;
 mod request;
 mod response;
 mod sse;

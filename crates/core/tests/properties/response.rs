@@ -3,9 +3,10 @@
 
 use mcp_core::openai::{ChunkSummary, Usage, read_usage, summarize_chunk};
 use proptest::prelude::*;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::json::{self, Json, damage, document, field, interleave, optional, show};
+use crate::json::{self, Json, damage, document, interleave, optional, show};
+use crate::oracle::{summary_per_parser, usage_per_parser};
 
 /// Token counts of any size a `u64` holds, small ones more often.
 fn count() -> impl Strategy<Value = u64> {
@@ -160,48 +161,6 @@ pub fn chunk() -> impl Strategy<Value = Chunk> {
                 },
             }
         })
-}
-
-/// `usage` as a JSON parser reads it.
-fn usage_per_parser(usage: Option<&Value>) -> Option<Usage> {
-    let usage = usage.filter(|u| !u.is_null())?;
-    // Cached and reasoning tokens are read from the details objects, inside the totals.
-    let detail = |name, position, inner| {
-        field(usage, name, position)
-            .and_then(|d| field(d, inner, 0))
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-    };
-    Some(Usage {
-        input: field(usage, "prompt_tokens", 0).and_then(Value::as_u64),
-        output: field(usage, "completion_tokens", 1).and_then(Value::as_u64),
-        cache_read: detail("prompt_tokens_details", 2, "cached_tokens"),
-        cache_write: 0,
-        reasoning: detail("completion_tokens_details", 3, "reasoning_tokens"),
-    })
-}
-
-/// The summary of a chunk as a JSON parser reads it: the rules of [`summarize_chunk`]'s
-/// documentation, written a second time over a generic tree.
-fn summary_per_parser(chunk: &Map<String, Value>) -> ChunkSummary {
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).is_some_and(|s| !s.is_empty());
-    let set = |v: Option<&Value>| v.is_some_and(|v| !v.is_null());
-    let choices = chunk.get("choices").and_then(Value::as_array);
-    let has_content = choices.into_iter().flatten().any(|c| {
-        text(field(c, "text", 1))
-            || field(c, "delta", 0).is_some_and(|d| {
-                text(field(d, "content", 0))
-                    || text(field(d, "refusal", 1))
-                    || set(field(d, "tool_calls", 2))
-                    || set(field(d, "function_call", 3))
-            })
-    });
-    ChunkSummary {
-        has_content,
-        no_choices: choices.is_some_and(Vec::is_empty),
-        usage: usage_per_parser(chunk.get("usage")),
-        is_error: set(chunk.get("error")),
-    }
 }
 
 proptest! {

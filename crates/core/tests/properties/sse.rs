@@ -8,17 +8,8 @@ use proptest::prelude::*;
 use proptest::sample::{Index, select};
 
 use crate::json::{self, document, show};
+use crate::oracle::first_event_end;
 use crate::response::chunk;
-
-/// Where the first event in `buf` ends: just past the first blank line, a `\n` followed by
-/// `\n` or `\r\n` (the module's framing, written out plainly here).
-fn first_event_end(buf: &[u8]) -> Option<usize> {
-    (0..buf.len()).find_map(|i| match &buf[i..] {
-        [b'\n', b'\n', ..] => Some(i + 2),
-        [b'\n', b'\r', b'\n', ..] => Some(i + 3),
-        _ => None,
-    })
-}
 
 /// What feeding a stream to the splitter gave.
 #[derive(Debug, PartialEq)]
