@@ -27,6 +27,36 @@ fn python() -> PathBuf {
     python
 }
 
+/// Runs `tests/sdk/<script>` against `app` with the SDKs' base URLs and models set (and
+/// `env` besides, their own keys removed); returns its stdout once it has passed.
+async fn run_script(app: &TestApp, script: &str, env: &[(&str, &str)]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sdk")
+        .join(script);
+    let run = Command::new(python())
+        .arg(&script)
+        .env("OPENAI_BASE_URL", app.url("/v1"))
+        .env("ANTHROPIC_BASE_URL", &app.address)
+        .env("OPENAI_MODEL", OPENAI_MODEL)
+        .env("ANTHROPIC_MODEL", ANTHROPIC_MODEL)
+        .envs(env.iter().copied())
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("ANTHROPIC_API_KEY")
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the SDK checks finish within two minutes")
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the SDK checks failed:\n{stdout}\n{stderr}"
+    );
+    stdout
+}
+
 #[tokio::test]
 async fn the_official_openai_and_anthropic_sdks_work_with_only_their_base_url_changed() {
     let mut options = Spawn::default();
@@ -40,27 +70,7 @@ async fn the_official_openai_and_anthropic_sdks_work_with_only_their_base_url_ch
         },
     ];
     let app = spawn(options).await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/clients.py");
-    let run = Command::new(python())
-        .arg(&script)
-        .env("OPENAI_BASE_URL", app.url("/v1"))
-        .env("ANTHROPIC_BASE_URL", &app.address)
-        .env("OPENAI_MODEL", OPENAI_MODEL)
-        .env("ANTHROPIC_MODEL", ANTHROPIC_MODEL)
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("ANTHROPIC_API_KEY")
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("the SDK checks finish within two minutes")
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the SDK checks failed:\n{stdout}\n{stderr}"
-    );
+    let stdout = run_script(&app, "clients.py", &[]).await;
     assert!(stdout.contains("7 passed, 0 failed"), "{stdout}");
     // What the SDKs did is on the gateway's books, per endpoint and model.
     let m = app.scrape().await;
@@ -111,29 +121,12 @@ async fn with_keys_configured_the_sdks_are_refused_without_one_and_served_with_o
     limited.limits.requests_per_minute = Some(2);
     options.settings.keys = vec![client_key("sdk", KEY), limited];
     let app = spawn(options).await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/keys.py");
-    let run = Command::new(python())
-        .arg(&script)
-        .env("OPENAI_BASE_URL", app.url("/v1"))
-        .env("ANTHROPIC_BASE_URL", &app.address)
-        .env("OPENAI_MODEL", OPENAI_MODEL)
-        .env("ANTHROPIC_MODEL", ANTHROPIC_MODEL)
-        .env("CLIENT_KEY", KEY)
-        .env("LIMITED_KEY", LIMITED)
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("ANTHROPIC_API_KEY")
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("the SDK checks finish within two minutes")
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the SDK checks failed:\n{stdout}\n{stderr}"
-    );
+    let stdout = run_script(
+        &app,
+        "keys.py",
+        &[("CLIENT_KEY", KEY), ("LIMITED_KEY", LIMITED)],
+    )
+    .await;
     assert!(stdout.contains("4 passed, 0 failed"), "{stdout}");
     let m = app.scrape().await;
     assert_eq!(

@@ -11,10 +11,11 @@ Each check prints one line; the script exits non-zero when one fails.
 
 import os
 import sys
-import traceback
 
 import anthropic
 import openai
+
+import checks
 
 OPENAI_MODEL = os.environ["OPENAI_MODEL"]
 ANTHROPIC_MODEL = os.environ["ANTHROPIC_MODEL"]
@@ -155,19 +156,5 @@ CHECKS = [
 ]
 
 
-def main():
-    failed = 0
-    for check in CHECKS:
-        try:
-            check()
-            print(f"ok     {check.__name__}")
-        except Exception:  # noqa: BLE001 - every failure is reported, then counted
-            failed += 1
-            print(f"FAILED {check.__name__}")
-            traceback.print_exc(file=sys.stdout)
-    print(f"sdk: {len(CHECKS) - failed} passed, {failed} failed")
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(checks.run("sdk", CHECKS))
