@@ -27,6 +27,21 @@ fn python() -> PathBuf {
     python
 }
 
+/// A gateway with an OpenAI-kind and an Anthropic-kind upstream, each serving its model.
+fn both_apis() -> Spawn {
+    let mut options = Spawn::default();
+    options.upstreams = vec!["openai", "anthropic"];
+    options.anthropic = vec!["anthropic"];
+    options.settings.models = vec![
+        model(OPENAI_MODEL, vec![deployment("openai", 1)], &[]),
+        ModelSpec {
+            deployments: vec![deployment("anthropic", 1)],
+            ..ModelSpec::new(ANTHROPIC_MODEL)
+        },
+    ];
+    options
+}
+
 /// Runs `tests/sdk/<script>` against `app` with the SDKs' base URLs and models set (and
 /// `env` besides, their own keys removed); returns its stdout once it has passed.
 async fn run_script(app: &TestApp, script: &str, env: &[(&str, &str)]) -> String {
@@ -59,17 +74,7 @@ async fn run_script(app: &TestApp, script: &str, env: &[(&str, &str)]) -> String
 
 #[tokio::test]
 async fn the_official_openai_and_anthropic_sdks_work_with_only_their_base_url_changed() {
-    let mut options = Spawn::default();
-    options.upstreams = vec!["openai", "anthropic"];
-    options.anthropic = vec!["anthropic"];
-    options.settings.models = vec![
-        model(OPENAI_MODEL, vec![deployment("openai", 1)], &[]),
-        ModelSpec {
-            deployments: vec![deployment("anthropic", 1)],
-            ..ModelSpec::new(ANTHROPIC_MODEL)
-        },
-    ];
-    let app = spawn(options).await;
+    let app = spawn(both_apis()).await;
     let stdout = run_script(&app, "clients.py", &[]).await;
     assert!(stdout.contains("7 passed, 0 failed"), "{stdout}");
     // What the SDKs did is on the gateway's books, per endpoint and model.
@@ -107,16 +112,7 @@ async fn the_official_openai_and_anthropic_sdks_work_with_only_their_base_url_ch
 async fn with_keys_configured_the_sdks_are_refused_without_one_and_served_with_one() {
     const KEY: &str = "sk-sdk-test-0f1e2d3c4b5a6978";
     const LIMITED: &str = "sk-sdk-test-limited-7a6b5c4d";
-    let mut options = Spawn::default();
-    options.upstreams = vec!["openai", "anthropic"];
-    options.anthropic = vec!["anthropic"];
-    options.settings.models = vec![
-        model(OPENAI_MODEL, vec![deployment("openai", 1)], &[]),
-        ModelSpec {
-            deployments: vec![deployment("anthropic", 1)],
-            ..ModelSpec::new(ANTHROPIC_MODEL)
-        },
-    ];
+    let mut options = both_apis();
     let mut limited = client_key("limited", LIMITED);
     limited.limits.requests_per_minute = Some(2);
     options.settings.keys = vec![client_key("sdk", KEY), limited];
